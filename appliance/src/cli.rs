@@ -1,0 +1,50 @@
+//! Command-line interface of `vsa`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// vsa — visual search appliance.
+#[derive(Debug, Parser)]
+#[command(name = "vsa", version, about)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the model and ONNX Runtime come from.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ModelArgs {
+    /// Path of libonnxruntime.so (default: ORT_DYLIB_PATH, then .ort/lib/ of the project).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Model manifest (default: the bundled models/manifest.toml).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per model session.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bundled demo: embed the bundled sample photos, print their classes and similarities.
+    Demo(commands::demo::DemoArgs),
+    /// Embed image files with the model: top classes, and a cosine similarity table.
+    Embed(commands::embed::EmbedArgs),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Embed(args) => commands::embed::run(args),
+    }
+}

@@ -1,0 +1,25 @@
+//! One module per `vsa` subcommand.
+
+pub mod demo;
+pub mod embed;
+
+use anyhow::Context;
+use vsa_models::{Embedder, EmbedderOptions, Manifest};
+
+use crate::cli::ModelArgs;
+
+/// Loads ONNX Runtime and the model named by the arguments (or the bundled one).
+pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
+    vsa_models::runtime::init(args.ort_lib.as_deref())?;
+    let manifest = match &args.model {
+        Some(p) => Manifest::load(p)?,
+        None => Manifest::bundled()?,
+    };
+    Embedder::load(
+        &manifest,
+        &EmbedderOptions {
+            intra_threads: args.threads,
+        },
+    )
+    .with_context(|| format!("loading model {}", manifest.model_path().display()))
+}

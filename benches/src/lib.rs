@@ -1,0 +1,1 @@
+//! Shared helpers for the vsa benchmarks (see `benches/README.md`).

@@ -1,0 +1,1 @@
+//! vsa-index: the binary index (see README.md).

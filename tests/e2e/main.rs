@@ -1,0 +1,6 @@
+//! End-to-end tests: they start the real `vsa` binary (`CARGO_BIN_EXE_vsa`) as a user would.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod demo;
