@@ -1,0 +1,46 @@
+//! `Admin`: operator actions, guarded by the admin token.
+
+use serde::{Deserialize, Serialize};
+
+/// An administrative request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminRequest {
+    /// The admin token.
+    pub token: String,
+    /// What to do.
+    pub action: AdminAction,
+}
+
+/// Administrative actions. Variants are only ever appended (see `types` module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AdminAction {
+    /// Fault injection: make the named actor panic (to exercise supervision).
+    PanicActor {
+        /// The actor's name.
+        name: String,
+    },
+    /// Snapshot every shard now.
+    Snapshot,
+    /// Replace the reranking weights: `(component, weight)`.
+    SetRerankWeights(Vec<(String, f32)>),
+    /// Compute a rebalance plan; the reply's payload is the plan as JSON.
+    RebalancePlan,
+    /// Apply a previously computed plan.
+    RebalanceApply {
+        /// The plan's id.
+        plan_id: u64,
+    },
+    /// Cancel the rebalance in progress.
+    RebalanceCancel,
+    /// The rebalancer's status; the reply's payload is JSON.
+    RebalanceStatus,
+}
+
+/// The answer to an admin request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReply {
+    /// Human-readable outcome.
+    pub message: String,
+    /// Machine-readable details as JSON text (plans, status).
+    pub payload: Option<String>,
+}
