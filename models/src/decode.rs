@@ -54,12 +54,26 @@ pub fn probe(bytes: &[u8], limits: &DecodeLimits) -> Result<(image::ImageFormat,
     if !ACCEPTED.contains(&format) {
         return Err(ModelError::UnsupportedFormat);
     }
+    if format == image::ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        // The JPEG decoder pads a truncated scan with grey instead of failing; a photo cut
+        // short in transit must not be embedded as if it were whole.
+        return Err(ModelError::Decode(
+            "truncated JPEG (no end-of-image marker)".into(),
+        ));
+    }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| ModelError::Decode(e.to_string()))?;
     check_pixels(w, h, limits)?;
     Ok((format, w, h))
+}
+
+/// True when the end-of-image marker `FF D9` is in the last KiB (trailing bytes after it are
+/// tolerated, as many encoders and cameras leave some).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn check_pixels(w: u32, h: u32, limits: &DecodeLimits) -> Result<()> {

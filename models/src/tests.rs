@@ -55,6 +55,23 @@ fn truncated_image_is_an_error() {
 }
 
 #[test]
+fn truncated_jpeg_is_an_error() {
+    let bytes = encode(
+        &DynamicImage::ImageRgb8(gradient(300, 200)),
+        ImageFormat::Jpeg,
+    );
+    assert!(decode_rgb(&bytes, &DecodeLimits::default()).is_ok());
+    for cut in [bytes.len() / 3, bytes.len() - 2] {
+        let err = decode_rgb(&bytes[..cut], &DecodeLimits::default()).unwrap_err();
+        assert!(err.is_bad_input(), "cut at {cut}: {err}");
+    }
+    // Trailing bytes after the end marker are tolerated.
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0u8; 100]);
+    assert!(decode_rgb(&padded, &DecodeLimits::default()).is_ok());
+}
+
+#[test]
 fn byte_limit_is_checked_first() {
     let bytes = encode(&DynamicImage::ImageRgb8(gradient(64, 64)), ImageFormat::Png);
     let limits = DecodeLimits {
