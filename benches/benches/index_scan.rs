@@ -1,0 +1,156 @@
+//! Binary index scan, insert and memory-bandwidth benchmarks (vsa-index).
+//!
+//! 1M × 256-bit codes with 256-d int8 rerank vectors; queries of 1 and 4 vectors, 1 and 2
+//! threads, k = 10, R = 100/1000; a Hamming-only search at k = 100 (faiss's setting); insert
+//! rate; and a STREAM-like sequential read of 32 MiB (the codes' size) and 256 MiB so the
+//! scan's GB/s can be compared with what one core can read.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use vsa_index::{Encoded, Query, QueryVector, SearchParams, Shard};
+
+const N: usize = 1_000_000;
+const DIMS: usize = 256;
+
+struct SplitMix(u64);
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn item(rng: &mut SplitMix) -> Encoded<4> {
+    let code = [rng.next(), rng.next(), rng.next(), rng.next()];
+    let reduced = (0..DIMS / 8)
+        .flat_map(|_| rng.next().to_le_bytes())
+        .map(|b| b as i8)
+        .collect();
+    Encoded {
+        code,
+        reduced,
+        scale: 0.01,
+        bias: 0.0,
+    }
+}
+
+fn query(rng: &mut SplitMix, vectors: usize) -> Query<4> {
+    Query {
+        vectors: (0..vectors)
+            .map(|_| QueryVector {
+                code: [rng.next(), rng.next(), rng.next(), rng.next()],
+                reduced: (0..DIMS)
+                    .map(|_| (rng.next() % 200) as f32 / 100.0 - 1.0)
+                    .collect(),
+                bias: 0.0,
+            })
+            .collect(),
+    }
+}
+
+fn scan(c: &mut Criterion) {
+    let mut rng = SplitMix(42);
+    let mut shard = Shard::<4>::new(DIMS);
+    shard.reserve(N);
+    for id in 0..N as u64 {
+        shard.insert(id, &item(&mut rng), &[]).expect("insert");
+    }
+    let mut g = c.benchmark_group("index_scan_1M_256bit");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Bytes((N * 32) as u64));
+    for vectors in [1, 4] {
+        let q = query(&mut rng, vectors);
+        for threads in [1, 2] {
+            for r in [100, 1000] {
+                let p = SearchParams {
+                    k: 10,
+                    candidates: r,
+                    threads,
+                    rerank: true,
+                    portable: false,
+                };
+                g.bench_function(format!("v{vectors}_t{threads}_k10_R{r}"), |b| {
+                    b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
+                });
+            }
+        }
+        // Hamming only, k = 100: the same work as faiss IndexBinaryFlat at k = 100.
+        let p = SearchParams {
+            k: 100,
+            candidates: 100,
+            threads: 1,
+            rerank: false,
+            portable: false,
+        };
+        g.bench_function(format!("v{vectors}_t1_hamming_k100"), |b| {
+            b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
+        });
+        let p = SearchParams {
+            portable: true,
+            ..p
+        };
+        g.bench_function(format!("v{vectors}_t1_hamming_k100_portable"), |b| {
+            b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
+        });
+    }
+    g.finish();
+}
+
+fn insert(c: &mut Criterion) {
+    let mut rng = SplitMix(7);
+    let items: Vec<Encoded<4>> = (0..10_000).map(|_| item(&mut rng)).collect();
+    let attrs = vec![("color".to_string(), "red".to_string())];
+    let mut g = c.benchmark_group("index_insert");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(items.len() as u64));
+    g.bench_function("10k_into_empty_with_attr", |b| {
+        b.iter_batched(
+            || Shard::<4>::new(DIMS),
+            |mut s| {
+                for (id, e) in items.iter().enumerate() {
+                    s.insert(id as u64, e, &attrs).expect("insert");
+                }
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn bandwidth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memory_read");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for mib in [32usize, 256] {
+        let words = mib << 17;
+        let data: Vec<u64> = (0..words as u64).collect();
+        g.throughput(Throughput::Bytes((words * 8) as u64));
+        g.bench_function(format!("sum_{mib}MiB"), |b| {
+            b.iter(|| {
+                // Eight independent sums so the loop is load-bound, not add-latency-bound.
+                let mut acc = [0u64; 8];
+                for ch in data.chunks_exact(8) {
+                    for i in 0..8 {
+                        acc[i] = acc[i].wrapping_add(ch[i]);
+                    }
+                }
+                black_box(acc)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, scan, insert, bandwidth);
+criterion_main!(benches);

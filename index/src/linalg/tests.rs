@@ -1,0 +1,64 @@
+use super::*;
+
+#[test]
+fn jacobi_reconstructs() {
+    let n = 12;
+    let mut rng = Rng::new(1);
+    let b: Vec<f64> = (0..n * n).map(|_| rng.gaussian()).collect();
+    let a = dgemm_tn(&b, &b, n, n, n);
+    let (vals, vecs) = sym_eigen(&a, n);
+    for i in 0..n {
+        let v = &vecs[i * n..(i + 1) * n];
+        let av = dgemm(&a, v, n, n, 1);
+        for k in 0..n {
+            assert!((av[k] - vals[i] * v[k]).abs() < 1e-8, "{i} {k}");
+        }
+    }
+    assert!(vals.windows(2).all(|w| w[0] >= w[1]));
+}
+
+#[test]
+fn polar_is_orthogonal_and_closest() {
+    let n = 16;
+    let mut rng = Rng::new(2);
+    let m: Vec<f64> = (0..n * n).map(|_| rng.gaussian()).collect();
+    let u = polar(&m, n, &mut rng);
+    let utu = dgemm_tn(&u, &u, n, n, n);
+    for i in 0..n {
+        for j in 0..n {
+            let id = if i == j { 1.0 } else { 0.0 };
+            assert!((utu[i * n + j] - id).abs() < 1e-9);
+        }
+    }
+    // uᵀm is symmetric positive semi-definite for the polar factor.
+    let h = dgemm_tn(&u, &m, n, n, n);
+    for i in 0..n {
+        for j in 0..n {
+            assert!((h[i * n + j] - h[j * n + i]).abs() < 1e-8);
+        }
+    }
+}
+
+#[test]
+fn gemms_agree_with_naive() {
+    let (m, k, n) = (7, 5, 3);
+    let mut rng = Rng::new(3);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.gaussian() as f32).collect();
+    let c = sgemm(&a, &b, m, k, n, 2);
+    for i in 0..m {
+        for j in 0..n {
+            let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+            assert!((c[i * n + j] - want).abs() < 1e-4);
+        }
+    }
+    let g = gram(&a, m, k, 2);
+    for i in 0..k {
+        for j in 0..k {
+            let want: f64 = (0..m)
+                .map(|t| f64::from(a[t * k + i]) * f64::from(a[t * k + j]))
+                .sum();
+            assert!((g[i * k + j] - want).abs() < 1e-4);
+        }
+    }
+}
