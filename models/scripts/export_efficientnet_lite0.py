@@ -201,10 +201,9 @@ def export_once(model: LiteEmbedder) -> bytes:
         if init.data_location == onnx.TensorProto.EXTERNAL or init.external_data:
             raise RuntimeError(f"initializer {init.name} uses external data")
     onnx.checker.check_model(proto, full_check=True)
-    if proto.opset_import[0].version != OPSET and not any(
-        o.domain in ("", "ai.onnx") and o.version == OPSET for o in proto.opset_import
-    ):
-        raise RuntimeError(f"unexpected opset import {proto.opset_import}")
+    default_opsets = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if default_opsets != [OPSET]:
+        raise RuntimeError(f"unexpected opset import {list(proto.opset_import)}")
     if [i.name for i in proto.graph.input] != [INPUT_NAME]:
         raise RuntimeError(f"unexpected inputs {[i.name for i in proto.graph.input]}")
     if [o.name for o in proto.graph.output] != OUTPUT_NAMES:
