@@ -1,1 +1,32 @@
-//! placeholder
+//! `vsa-actors`: the supervised actor system that serves vsa (ractor).
+//!
+//! ```text
+//! Root ─┬─ InferencePool ── worker threads (ort sessions, dynamic batching, bounded queue)
+//!       └─ Coordinator ──── Partition × (categories × shards)   (binary index + item store)
+//! Engine: the request paths; holds handles only, reads the published routing table.
+//! ```
+//!
+//! Modules:
+//! - [`engine`]: [`Engine`] — search, upsert, delete, stats, health; configuration types.
+//! - [`inference`]: the inference pool, its workers and dynamic batching.
+//! - [`coordinator`]: routing table, item directory, encoder fitting, partition supervision.
+//! - [`partition`]: one shard's actor.
+//! - [`store`]: a partition's item table.
+//! - [`supervisor`]: the root of the tree.
+//! - [`error`]: [`EngineError`] and its wire codes.
+
+pub mod coordinator;
+pub mod engine;
+pub mod error;
+pub mod inference;
+pub mod partition;
+pub mod store;
+pub mod supervisor;
+
+pub use coordinator::IndexConfig;
+pub use engine::{Engine, EngineConfig, LimitsConfig, SearchConfig};
+pub use error::{EngineError, Result};
+pub use inference::PoolConfig;
+
+#[cfg(test)]
+mod tests;

@@ -35,16 +35,34 @@ pub struct ModelArgs {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the appliance: model workers, index partitions, TCP server.
+    Serve(commands::serve::ServeArgs),
     /// Run the bundled demo: embed the bundled sample photos, print their classes and similarities.
     Demo(commands::demo::DemoArgs),
     /// Embed image files with the model: top classes, and a cosine similarity table.
     Embed(commands::embed::EmbedArgs),
+    /// Stream a catalogue (JSONL manifest) into a running appliance.
+    Ingest(commands::ingest::IngestArgs),
+    /// Search a running appliance with a photo.
+    Search(commands::search::SearchArgs),
+    /// Evaluate a running appliance on an evalset (recall@k, MRR, category accuracy, latency).
+    Eval(commands::eval::EvalArgs),
+    /// One-line health check; exit 0 healthy, 1 degraded, 2 down.
+    Health(commands::health::HealthArgs),
+    /// Server statistics.
+    Stats(commands::stats::StatsArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Embed(args) => commands::embed::run(args),
+        Command::Ingest(args) => commands::ingest::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Health(args) => commands::health::run(args),
+        Command::Stats(args) => commands::stats::run(args),
     }
 }

@@ -5,7 +5,11 @@
 //! - [`cli`]: clap definitions and dispatch of subcommands.
 //! - [`commands`]: one module per subcommand.
 //! - [`logging`]: tracing subscriber set-up.
+//! - [`settings`]: layered, validated settings.
+//! - [`server`]: the TCP server and request dispatch.
 
 pub mod cli;
 pub mod commands;
 pub mod logging;
+pub mod server;
+pub mod settings;

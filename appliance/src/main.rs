@@ -2,9 +2,15 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = vsa_appliance::cli::Cli::parse();
     vsa_appliance::logging::init(cli.verbose);
-    let code = vsa_appliance::cli::run(cli)?;
-    std::process::exit(code);
+    match vsa_appliance::cli::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // One clear line (the cause chain), never a backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("vsa: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }

@@ -1,10 +1,41 @@
-//! `vsa demo` and `vsa embed` on the bundled model and sample photos.
+//! `vsa demo` (the README's main job) and `vsa embed` on the bundled model.
 
 use crate::support::vsa;
 
 #[test]
-fn demo_prints_sensible_classes_and_a_similarity_table() {
-    let out = vsa(&["demo"]);
+fn demo_ingests_the_builtin_catalogue_and_finds_photographed_items() {
+    let out = vsa(&["demo", "--queries", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ingested 98 catalogue items (0 failed)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("predicted category"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("found the photographed item first in"))
+        .unwrap_or_default();
+    let found: usize = line
+        .split_whitespace()
+        .nth(6)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(found >= 1, "{stdout}");
+}
+
+#[test]
+fn embed_prints_sensible_classes_and_a_similarity_table() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testdata");
+    let out = vsa(&[
+        "embed",
+        dir.join("coffee.png").to_str().unwrap(),
+        dir.join("chelsea.png").to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -21,9 +52,8 @@ fn demo_prints_sensible_classes_and_a_similarity_table() {
 
 #[test]
 fn embed_reports_a_bad_file_clearly() {
-    let dir = std::env::temp_dir().join(format!("vsa-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bad = dir.join("not-an-image.jpg");
+    let dir = crate::support::TempDir::new("embed");
+    let bad = dir.path().join("not-an-image.jpg");
     std::fs::write(&bad, b"this is not a jpeg").unwrap();
     let out = vsa(&["embed", bad.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -32,7 +62,6 @@ fn embed_reports_a_bad_file_clearly() {
         stderr.contains("not-an-image.jpg") && stderr.contains("not a supported image"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

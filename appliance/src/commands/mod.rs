@@ -1,7 +1,16 @@
 //! One module per `vsa` subcommand.
 
+pub mod client_common;
+#[cfg(test)]
+mod client_fake;
 pub mod demo;
 pub mod embed;
+pub mod eval;
+pub mod health;
+pub mod ingest;
+pub mod search;
+pub mod serve;
+pub mod stats;
 
 use anyhow::Context;
 use vsa_models::{Embedder, EmbedderOptions, Manifest};

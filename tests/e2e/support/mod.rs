@@ -1,6 +1,15 @@
-//! Helpers shared by the end-to-end suites.
+//! Helpers shared by the end-to-end suites: the real binary, a server on a free port,
+//! fixture images, and `wait_until`.
 
-use std::process::{Command, Output};
+pub(crate) mod fixtures;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vsa_protocol::{BlockingClient, ClientOptions};
 
 /// Runs the real `vsa` binary with `args` and returns its output.
 pub(crate) fn vsa(args: &[&str]) -> Output {
@@ -8,4 +17,159 @@ pub(crate) fn vsa(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("start vsa")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub(crate) fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh temporary folder, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("vsa-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The admin token the test servers are configured with.
+pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+/// A `vsa serve` process on a free loopback port; killed on drop.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    _dir: TempDir,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `vsa serve` with the default test config plus `extra` TOML.
+    pub(crate) fn start(extra: &str) -> Server {
+        let dir = TempDir::new("server");
+        let config = dir.path().join("vsa.toml");
+        let toml =
+            format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\nfault_injection = true\n\n{extra}\n");
+        std::fs::write(&config, toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vsa"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vsa serve");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let n = out.read_line(&mut line).expect("read server stdout");
+            if n == 0 {
+                let _ = child.wait();
+                panic!(
+                    "vsa serve exited before listening; stderr:\n{}",
+                    stderr.lock().map(|s| s.clone()).unwrap_or_default()
+                );
+            }
+            if let Some(a) = line.trim().strip_prefix("vsa listening on ") {
+                break a.parse().expect("address");
+            }
+        };
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        Server {
+            child,
+            addr,
+            _dir: dir,
+            stderr,
+        }
+    }
+
+    /// A connected blocking client (with the admin token).
+    pub(crate) fn client(&self) -> BlockingClient {
+        let options = ClientOptions {
+            admin_token: Some(ADMIN_TOKEN.into()),
+            request_timeout: Some(Duration::from_secs(60)),
+            ..ClientOptions::default()
+        };
+        BlockingClient::connect_with(self.addr, options).expect("connect")
+    }
+
+    /// What the server logged so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("vsa serve did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,633 @@
+//! [`Engine`]: the query and ingest paths, called by the server for every request.
+//!
+//! It holds only handles (the pool's channel, the coordinator's address, the published routing
+//! table), so it is cheap to share between connection tasks, and the actors behind it can
+//! restart without the server noticing. Searches read the current routing snapshot and fan out
+//! to partitions concurrently; each returns its top hits and the engine merges them (a partition
+//! that fails or times out is left out and the answer is flagged `degraded`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use ractor::{Actor, ActorRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+use vsa_index::{Filter, Query};
+use vsa_models::{DecodeLimits, Manifest, Preprocessor};
+use vsa_protocol::{
+    CategoryPrediction, DeleteReply, FilterClause, HealthReply, HealthState, InferenceStats,
+    ItemContent, QueryInput, SearchHit, SearchRequest, SearchResponse, ShardStats, StatsReply,
+    UpsertReply, UpsertRequest,
+};
+
+use crate::coordinator::{CoordinatorArguments, CoordinatorMessage, IndexConfig, RoutingTable};
+use crate::error::{EngineError, Result};
+use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
+use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
+use crate::store::ItemRecord;
+use crate::supervisor::{Root, RootArguments, RootMessage};
+
+/// Limits on what clients send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest encoded image (bytes).
+    pub max_image_bytes: usize,
+    /// Largest image (width × height).
+    pub max_pixels: u64,
+    /// Largest image side.
+    pub max_side: u32,
+    /// Largest `k`.
+    pub max_k: u32,
+    /// Longest item id (bytes).
+    pub max_id_len: usize,
+    /// Most attributes per item.
+    pub max_attributes: usize,
+    /// Images decoded at once (the rest wait).
+    pub decode_concurrency: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = DecodeLimits::default();
+        Self {
+            max_image_bytes: d.max_bytes,
+            max_pixels: d.max_pixels,
+            max_side: d.max_side,
+            max_k: 1000,
+            max_id_len: 256,
+            max_attributes: 128,
+            decode_concurrency: 4,
+        }
+    }
+}
+
+/// Search behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Neighbours that vote for the category.
+    pub vote_k: usize,
+    /// Temperature of the vote weights `exp((s − s₁) / t)`.
+    pub vote_temperature: f32,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            vote_k: 30,
+            vote_temperature: 0.01,
+        }
+    }
+}
+
+/// Everything the engine needs to start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Inference pool.
+    pub pool: PoolConfig,
+    /// Index and routing.
+    pub index: IndexConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+    /// Search behaviour.
+    pub search: SearchConfig,
+}
+
+/// Searches per second over the last few seconds.
+#[derive(Debug, Default)]
+struct RateMeter {
+    buckets: [AtomicU64; 16],
+    stamps: [AtomicU64; 16],
+}
+
+impl RateMeter {
+    fn tick(&self, now_s: u64) {
+        let i = (now_s % 16) as usize;
+        if self.stamps[i].swap(now_s, Ordering::Relaxed) != now_s {
+            self.buckets[i].store(0, Ordering::Relaxed);
+        }
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rate(&self, now_s: u64) -> f32 {
+        let window = 10u64;
+        let total: u64 = (1..=window)
+            .filter_map(|back| {
+                let s = now_s.checked_sub(back)?;
+                let i = (s % 16) as usize;
+                (self.stamps[i].load(Ordering::Relaxed) == s)
+                    .then(|| self.buckets[i].load(Ordering::Relaxed))
+            })
+            .sum();
+        total as f32 / window as f32
+    }
+}
+
+/// The query and ingest paths over the running actor system.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EngineConfig,
+    manifest: Manifest,
+    pool: PoolHandle,
+    routing: watch::Receiver<Arc<RoutingTable>>,
+    coordinator: watch::Receiver<Option<ActorRef<CoordinatorMessage>>>,
+    root: ActorRef<RootMessage>,
+    root_restarts: Arc<AtomicU64>,
+    decode_slots: Semaphore,
+    started: Instant,
+    queries: AtomicU64,
+    rate: RateMeter,
+}
+
+/// An image turned into model input.
+struct Prepared {
+    tensor: Vec<f32>,
+    height: u32,
+    width: u32,
+}
+
+impl Engine {
+    /// Starts the supervision tree (model workers load the model; ONNX Runtime must already
+    /// be initialised with [`vsa_models::runtime::init`]).
+    pub async fn start(config: EngineConfig, manifest: Manifest) -> Result<Engine> {
+        let channel = PoolChannel::new(config.pool.clone());
+        let pool = channel.handle();
+        let (routing_tx, routing_rx) = watch::channel(Arc::new(RoutingTable::default()));
+        let (coord_tx, coord_rx) = watch::channel(None);
+        let restarts = Arc::new(AtomicU64::new(0));
+        let args = RootArguments {
+            pool: InferencePoolArguments {
+                channel,
+                manifest: manifest.clone(),
+            },
+            coordinator: CoordinatorArguments {
+                config: config.index.clone(),
+                routing: routing_tx,
+            },
+            coordinator_ref: coord_tx,
+            restarts: restarts.clone(),
+        };
+        let (root, _) = Actor::spawn(None, Root, args)
+            .await
+            .map_err(|e| EngineError::Internal(format!("starting the actor system: {e}")))?;
+        let decode = config.limits.decode_concurrency.max(1);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                manifest,
+                pool,
+                routing: routing_rx,
+                coordinator: coord_rx,
+                root,
+                root_restarts: restarts,
+                decode_slots: Semaphore::new(decode),
+                started: Instant::now(),
+                queries: AtomicU64::new(0),
+                rate: RateMeter::default(),
+            }),
+        })
+    }
+
+    /// Stops every actor (model workers end when the last handle is dropped).
+    pub fn shutdown(&self) {
+        self.inner.root.stop(Some("shutdown".into()));
+    }
+
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn coordinator(&self) -> Result<ActorRef<CoordinatorMessage>> {
+        self.inner
+            .coordinator
+            .borrow()
+            .clone()
+            .ok_or_else(|| EngineError::Unavailable("coordinator not running".into()))
+    }
+
+    fn decode_limits(&self) -> DecodeLimits {
+        let l = &self.inner.config.limits;
+        DecodeLimits {
+            max_bytes: l.max_image_bytes,
+            max_pixels: l.max_pixels,
+            max_side: l.max_side,
+        }
+    }
+
+    /// Decodes and preprocesses an image off the async executor.
+    async fn prepare(&self, bytes: Vec<u8>) -> Result<Prepared> {
+        let _slot = self
+            .inner
+            .decode_slots
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Unavailable("shutting down".into()))?;
+        let limits = self.decode_limits();
+        let input = self.inner.manifest.input.clone();
+        tokio::task::spawn_blocking(move || -> Result<Prepared> {
+            let img = vsa_models::decode_rgb(&bytes, &limits)?;
+            let mut pre = Preprocessor::new(input.mean, input.scale);
+            let resized = pre.resize(&img, None, input.width, input.height)?;
+            let mut tensor = vec![0.0; 3 * input.width as usize * input.height as usize];
+            pre.normalise_into(&resized, &mut tensor)?;
+            Ok(Prepared {
+                tensor,
+                height: input.height,
+                width: input.width,
+            })
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("decode task: {e}")))?
+    }
+
+    /// Image bytes → L2-normalised embedding.
+    async fn embed_image(
+        &self,
+        bytes: Vec<u8>,
+        timings: &mut Vec<(String, u64)>,
+    ) -> Result<Vec<f32>> {
+        let t = Instant::now();
+        let p = self.prepare(bytes).await?;
+        timings.push(("decode".into(), micros(t)));
+        let t = Instant::now();
+        let out = self.inner.pool.infer(p.height, p.width, p.tensor).await?;
+        timings.push(("embed".into(), micros(t)));
+        let mut e = out.embedding;
+        vsa_models::l2_normalise(&mut e);
+        Ok(e)
+    }
+
+    fn check_embedding(&self, v: &[f32]) -> Result<Vec<f32>> {
+        let dim = self.inner.manifest.outputs.embedding_dim;
+        if v.len() != dim {
+            return Err(EngineError::BadRequest(format!(
+                "embedding has {} dimensions, the model's have {dim}",
+                v.len()
+            )));
+        }
+        if !v.iter().all(|x| x.is_finite()) || v.iter().all(|x| *x == 0.0) {
+            return Err(EngineError::BadRequest(
+                "embedding must be finite and non-zero".into(),
+            ));
+        }
+        let mut e = v.to_vec();
+        vsa_models::l2_normalise(&mut e);
+        Ok(e)
+    }
+
+    /// Runs a search.
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchResponse> {
+        let started = Instant::now();
+        let limits = &self.inner.config.limits;
+        if req.k == 0 || req.k > limits.max_k {
+            return Err(EngineError::BadRequest(format!(
+                "k must be in 1..={}, got {}",
+                limits.max_k, req.k
+            )));
+        }
+        let filter = filter_from(&req.filter)?;
+        let mut timings = Vec::new();
+        let mut exclude = None;
+        let vectors = match req.query {
+            QueryInput::Image(bytes) => vec![self.embed_image(bytes, &mut timings).await?],
+            QueryInput::Embedding(v) => vec![self.check_embedding(&v)?],
+            QueryInput::ItemId(id) => {
+                let e = self.item_embedding(&id).await?;
+                exclude = Some(id);
+                vec![e]
+            }
+        };
+        let routing = self.inner.routing.borrow().clone();
+        let slots: Vec<_> = match &req.category {
+            Some(c) => routing
+                .categories
+                .get(c)
+                .ok_or_else(|| EngineError::UnknownCategory(c.clone()))?
+                .iter()
+                .collect(),
+            None => routing.slots().collect(),
+        };
+        let encoded = routing.encoder.as_ref().map(|eg| {
+            let vectors = vectors
+                .iter()
+                .filter_map(|v| eg.encoder.encode_query(v).ok())
+                .collect();
+            (eg.generation, Query { vectors })
+        });
+        let k = req.k as usize;
+        let search_cfg = &self.inner.config.search;
+        let want = k.max(search_cfg.vote_k);
+        let query = Arc::new(PartitionQuery {
+            vectors,
+            encoded,
+            k: want,
+            candidates: req
+                .options
+                .candidates
+                .map_or(self.inner.config.index.candidates, |c| c as usize)
+                .clamp(1, 100_000),
+            filter,
+            exclude,
+        });
+        let t = Instant::now();
+        let timeout = self.inner.config.index.partition_timeout_ms;
+        let answers = join_all(slots.iter().map(|slot| {
+            let q = query.clone();
+            async move { ractor::call_t!(slot.actor, PartitionMessage::Search, timeout, q) }
+        }))
+        .await;
+        timings.push(("search".into(), micros(t)));
+        let mut degraded = false;
+        let mut hits: Vec<PartitionHit> = Vec::new();
+        for (slot, a) in slots.iter().zip(answers) {
+            match a {
+                Ok(h) => hits.extend(h),
+                Err(e) => {
+                    degraded = true;
+                    tracing::warn!(partition = %slot.name, error = %e, "partition did not answer a search");
+                }
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        let category = if req.category.is_none() {
+            vote_category(&hits, search_cfg.vote_k, search_cfg.vote_temperature)
+        } else {
+            None
+        };
+        hits.truncate(k);
+        let explain = req.options.explain;
+        let hits = hits
+            .into_iter()
+            .map(|h| SearchHit {
+                components: if explain {
+                    let mut c = vec![("visual".to_string(), h.score)];
+                    if let Some(d) = h.hamming {
+                        c.push(("hamming".to_string(), d as f32));
+                    }
+                    c
+                } else {
+                    Vec::new()
+                },
+                id: h.id,
+                score: h.score,
+                category: h.category,
+            })
+            .collect();
+        timings.push(("total".into(), micros(started)));
+        let query_id = self.inner.queries.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.rate.tick(self.inner.started.elapsed().as_secs());
+        Ok(SearchResponse {
+            query_id,
+            hits,
+            category,
+            roi: None,
+            timings,
+            degraded,
+            epoch: routing.epoch,
+        })
+    }
+
+    async fn item_embedding(&self, id: &str) -> Result<Vec<f32>> {
+        let coordinator = self.coordinator()?;
+        let slot = ractor::call_t!(
+            coordinator,
+            CoordinatorMessage::Locate,
+            2000,
+            id.to_string()
+        )?
+        .ok_or_else(|| EngineError::UnknownItem(id.to_string()))?;
+        ractor::call_t!(
+            slot.actor,
+            PartitionMessage::GetEmbedding,
+            2000,
+            id.to_string()
+        )?
+        .ok_or_else(|| EngineError::UnknownItem(id.to_string()))
+    }
+
+    fn check_item(&self, req: &UpsertRequest) -> Result<()> {
+        let l = &self.inner.config.limits;
+        let bad = |m: String| Err(EngineError::BadRequest(m));
+        if req.id.is_empty() || req.id.len() > l.max_id_len || req.id.chars().any(char::is_control)
+        {
+            return bad(format!(
+                "item id must be 1..={} printable bytes",
+                l.max_id_len
+            ));
+        }
+        if req.category.is_empty()
+            || req.category.len() > 256
+            || req.category.chars().any(char::is_control)
+        {
+            return bad("category must be 1..=256 printable bytes".into());
+        }
+        if req.attributes.len() > l.max_attributes {
+            return bad(format!("at most {} attributes", l.max_attributes));
+        }
+        if req
+            .attributes
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.contains('=') || k.len() > 128 || v.len() > 256)
+        {
+            return bad(
+                "attribute keys must be 1..=128 bytes without '=', values ≤ 256 bytes".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces an item.
+    pub async fn upsert(&self, req: UpsertRequest) -> Result<UpsertReply> {
+        self.check_item(&req)?;
+        let embedding = match req.content {
+            ItemContent::Image(bytes) => self.embed_image(bytes, &mut Vec::new()).await?,
+            ItemContent::Embedding(v) => self.check_embedding(&v)?,
+        };
+        let record = ItemRecord::new(
+            req.id.clone(),
+            req.category,
+            req.attributes,
+            req.metadata,
+            &embedding,
+        );
+        let coordinator = self.coordinator()?;
+        let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Upsert, 10_000, record)?;
+        Ok(UpsertReply {
+            id: req.id,
+            seq: outcome.seq,
+            replaced: outcome.existed,
+        })
+    }
+
+    /// Deletes an item (deleting an unknown id is not an error: `existed` is false).
+    pub async fn delete(&self, id: String) -> Result<DeleteReply> {
+        let coordinator = self.coordinator()?;
+        let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Delete, 10_000, id.clone())?;
+        Ok(DeleteReply {
+            id,
+            seq: outcome.seq,
+            existed: outcome.existed,
+        })
+    }
+
+    /// Fault injection: panics a partition by name (`p/<category>/<shard>`) or, with
+    /// `inference-worker`, kills one model worker. Returns false for an unknown name.
+    pub async fn panic_actor(&self, name: &str) -> Result<bool> {
+        if name == "inference-worker" {
+            self.inner.pool.poison_one()?;
+            return Ok(true);
+        }
+        let coordinator = self.coordinator()?;
+        Ok(ractor::call_t!(
+            coordinator,
+            CoordinatorMessage::PanicPartition,
+            2000,
+            name.to_string()
+        )?)
+    }
+
+    /// Statistics of every part.
+    pub async fn stats(&self) -> StatsReply {
+        let routing = self.inner.routing.borrow().clone();
+        let shards = join_all(routing.slots().map(|slot| async move {
+            let s = ractor::call_t!(slot.actor, PartitionMessage::Stats, 1000).ok();
+            ShardStats {
+                name: slot.name.clone(),
+                category: slot.category.clone(),
+                items: s.as_ref().map_or(0, |s| s.items),
+                memory_bytes: s.as_ref().map_or(0, |s| s.memory_bytes),
+                queue_depth: 0,
+                searches: s.as_ref().map_or(0, |s| s.searches),
+            }
+        }))
+        .await;
+        let pool = self.inner.pool.snapshot();
+        let now = self.inner.started.elapsed();
+        StatsReply {
+            items: shards.iter().map(|s| s.items).sum(),
+            shards,
+            inference: InferenceStats {
+                workers: pool.workers as u32,
+                queue_depth: pool.queue_depth as u32,
+                queue_capacity: pool.queue_capacity as u32,
+                batches: pool.batches,
+                images: pool.images,
+                busy_rejections: pool.busy_rejections,
+            },
+            restarts: routing.restarts
+                + pool.restarts
+                + self.inner.root_restarts.load(Ordering::Relaxed),
+            qps: self.inner.rate.rate(now.as_secs()),
+            uptime_ms: now.as_millis() as u64,
+            epoch: routing.epoch,
+        }
+    }
+
+    /// Health: the model workers and every partition.
+    pub async fn health(&self) -> HealthReply {
+        let pool = self.inner.pool.snapshot();
+        let model = if pool.live_workers == 0 {
+            (HealthState::Down, "no model worker alive".to_string())
+        } else if pool.live_workers < pool.workers {
+            (
+                HealthState::Degraded,
+                format!("{}/{} model workers alive", pool.live_workers, pool.workers),
+            )
+        } else {
+            (HealthState::Healthy, format!("{} workers", pool.workers))
+        };
+        let routing = self.inner.routing.borrow().clone();
+        let answers = join_all(routing.slots().map(|slot| async move {
+            ractor::call_t!(slot.actor, PartitionMessage::Stats, 1000).is_ok()
+        }))
+        .await;
+        let total = answers.len();
+        let ok = answers.iter().filter(|a| **a).count();
+        let shards = if ok == total {
+            (HealthState::Healthy, format!("{total} shards ok"))
+        } else {
+            (
+                HealthState::Degraded,
+                format!("{ok}/{total} shards answering"),
+            )
+        };
+        let coordinator = match self.coordinator() {
+            Ok(c) if ractor::call_t!(c, CoordinatorMessage::ItemCount, 1000).is_ok() => {
+                (HealthState::Healthy, "ok".to_string())
+            }
+            _ => (HealthState::Down, "coordinator not answering".to_string()),
+        };
+        let checks = vec![
+            ("model".to_string(), model.0, model.1),
+            ("shards".to_string(), shards.0, shards.1),
+            ("coordinator".to_string(), coordinator.0, coordinator.1),
+        ];
+        let state = checks
+            .iter()
+            .map(|c| c.1)
+            .max_by_key(|s| match s {
+                HealthState::Healthy => 0,
+                HealthState::Degraded => 1,
+                HealthState::Down => 2,
+            })
+            .unwrap_or(HealthState::Healthy);
+        HealthReply { state, checks }
+    }
+}
+
+fn micros(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn filter_from(clauses: &[FilterClause]) -> Result<Option<Filter>> {
+    if clauses.is_empty() {
+        return Ok(None);
+    }
+    let mut f = Filter::default();
+    for c in clauses {
+        if c.key.is_empty() || c.values.is_empty() {
+            return Err(EngineError::BadRequest(
+                "a filter clause needs a key and at least one value".into(),
+            ));
+        }
+        f = f.with(c.key.clone(), c.values.iter().cloned());
+    }
+    Ok(Some(f))
+}
+
+/// Pailitao's search branch of category prediction: the top `vote_k` neighbours vote for
+/// their category with weight `exp((s − s₁) / t)`; confidence is the winner's share.
+pub fn vote_category(hits: &[PartitionHit], vote_k: usize, t: f32) -> Option<CategoryPrediction> {
+    let top = hits.first()?.score;
+    let t = if t > 0.0 { t } else { 0.01 };
+    let mut votes: Vec<(String, f32)> = Vec::new();
+    for h in hits.iter().take(vote_k.max(1)) {
+        let w = ((h.score - top) / t).exp();
+        match votes.iter_mut().find(|(c, _)| c == &h.category) {
+            Some(v) => v.1 += w,
+            None => votes.push((h.category.clone(), w)),
+        }
+    }
+    let total: f32 = votes.iter().map(|v| v.1).sum();
+    votes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut it = votes.into_iter().map(|(c, w)| (c, w / total));
+    let (category, confidence) = it.next()?;
+    Some(CategoryPrediction {
+        category,
+        confidence,
+        alternatives: it.take(4).collect(),
+    })
+}
+
+/// How long to wait for the system to settle in tests and at shutdown.
+pub const SETTLE: Duration = Duration::from_millis(50);

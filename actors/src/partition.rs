@@ -1,0 +1,323 @@
+//! `Partition`: one actor per index shard. It owns the shard's [`ItemStore`] (ids, attributes,
+//! full f16 embeddings) and, once the coordinator has fitted an encoder, the binary
+//! [`vsa_index::Shard`] built from it. Writes and searches are messages, handled one at a time,
+//! so a partition never needs a lock.
+//!
+//! Search: with a shard, a Hamming scan picks `candidates` rows, they are reranked exactly with
+//! the stored embeddings (best over the query's vectors), top-k returned; before the first fit
+//! the search is exact over the store. A panic restarts the partition through its supervisor
+//! (the coordinator); it comes back empty until durability lands.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use vsa_index::{Encoder, Filter, Query, SearchParams, Shard};
+
+use crate::store::{ItemRecord, ItemStore};
+
+/// An encoder with the generation number the coordinator gave it.
+#[derive(Debug, Clone)]
+pub struct EncoderGen {
+    /// Increases with every refit.
+    pub generation: u64,
+    /// The encoder.
+    pub encoder: Arc<Encoder>,
+}
+
+/// A search as a partition receives it.
+#[derive(Debug, Clone)]
+pub struct PartitionQuery {
+    /// 1–8 L2-normalised query embeddings.
+    pub vectors: Vec<Vec<f32>>,
+    /// The same vectors encoded with encoder `generation`, when the engine had one.
+    pub encoded: Option<(u64, Query)>,
+    /// Hits wanted.
+    pub k: usize,
+    /// Hamming candidates to rerank.
+    pub candidates: usize,
+    /// Attribute filter.
+    pub filter: Option<Filter>,
+    /// An item id to leave out (search by item).
+    pub exclude: Option<String>,
+}
+
+/// One hit from one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionHit {
+    /// External id.
+    pub id: String,
+    /// Category.
+    pub category: String,
+    /// Cosine similarity (best over the query's vectors).
+    pub score: f32,
+    /// Hamming distance of the best code match, when the binary index was used.
+    pub hamming: Option<u32>,
+    /// Which query vector matched best.
+    pub vector: u8,
+}
+
+/// Counters of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Actor name.
+    pub name: String,
+    /// Category served.
+    pub category: String,
+    /// Items.
+    pub items: u64,
+    /// Approximate memory.
+    pub memory_bytes: u64,
+    /// Searches served since start.
+    pub searches: u64,
+    /// Encoder generation of the shard (0: exact search, no shard yet).
+    pub encoder_generation: u64,
+}
+
+/// The partition actor.
+#[derive(Debug, Default)]
+pub struct Partition;
+
+/// Arguments of a partition.
+#[derive(Debug, Clone)]
+pub struct PartitionArguments {
+    /// Actor name (stable across restarts).
+    pub name: String,
+    /// Category served.
+    pub category: String,
+    /// Encoder to build the shard with, if fitted.
+    pub encoder: Option<EncoderGen>,
+}
+
+/// Messages of a partition.
+#[derive(Debug)]
+pub enum PartitionMessage {
+    /// Insert or replace an item; replies whether it replaced one here.
+    Upsert(ItemRecord, RpcReplyPort<bool>),
+    /// Delete an item; replies whether it existed.
+    Delete(String, Option<RpcReplyPort<bool>>),
+    /// Search.
+    Search(Arc<PartitionQuery>, RpcReplyPort<Vec<PartitionHit>>),
+    /// An item's normalised embedding.
+    GetEmbedding(String, RpcReplyPort<Option<Vec<f32>>>),
+    /// Up to `n` embeddings for an encoder fit (evenly spread).
+    Sample(usize, RpcReplyPort<Vec<Vec<f32>>>),
+    /// Rebuild the shard with a new encoder.
+    SetEncoder(EncoderGen),
+    /// Counters.
+    Stats(RpcReplyPort<PartitionStats>),
+    /// Fault injection: panic inside the handler.
+    Panic,
+}
+
+/// State of a partition.
+#[derive(Debug)]
+pub struct PartitionState {
+    name: String,
+    category: String,
+    store: ItemStore,
+    index: Option<(EncoderGen, Shard)>,
+    searches: u64,
+}
+
+impl PartitionState {
+    fn insert_into_shard(&mut self, key: u64, record: &ItemRecord) {
+        if let Some((gen_, shard)) = &mut self.index {
+            match gen_.encoder.encode(&record.embedding_f32()) {
+                Ok(enc) => {
+                    if let Err(e) = shard.insert(key, &enc, &record.attributes) {
+                        tracing::error!(partition = %self.name, error = %e, "shard insert failed");
+                    }
+                }
+                Err(e) => tracing::error!(partition = %self.name, error = %e, "encode failed"),
+            }
+        }
+    }
+
+    fn rebuild(&mut self, encoder: EncoderGen) {
+        let mut shard = Shard::new(encoder.encoder.dims());
+        shard.reserve(self.store.len());
+        // Encode in chunks with the batched (GEMM) encoder: bit-identical to one at a time.
+        let records: Vec<(u64, &ItemRecord)> = self.store.iter().collect();
+        for chunk in records.chunks(1024) {
+            let flat: Vec<f32> = chunk.iter().flat_map(|(_, r)| r.embedding_f32()).collect();
+            match encoder.encoder.encode_batch(&flat, 1) {
+                Ok(encoded) => {
+                    for ((key, record), enc) in chunk.iter().zip(encoded) {
+                        if let Err(e) = shard.insert(*key, &enc, &record.attributes) {
+                            tracing::error!(partition = %self.name, error = %e, "shard insert failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(partition = %self.name, error = %e, "encode failed"),
+            }
+        }
+        self.index = Some((encoder, shard));
+    }
+
+    fn search(&mut self, q: &PartitionQuery) -> Vec<PartitionHit> {
+        self.searches += 1;
+        let k = q.k.max(1);
+        let mut scored: Vec<(f32, u8, Option<u32>, &ItemRecord)> = Vec::new();
+        if let Some((gen_, shard)) = &self.index {
+            let own;
+            let query = match &q.encoded {
+                Some((g, query)) if *g == gen_.generation => query,
+                _ => {
+                    let vectors = q
+                        .vectors
+                        .iter()
+                        .filter_map(|v| gen_.encoder.encode_query(v).ok())
+                        .collect();
+                    own = Query { vectors };
+                    &own
+                }
+            };
+            if query.vectors.is_empty() {
+                return Vec::new();
+            }
+            let extra = usize::from(q.exclude.is_some());
+            let params = SearchParams {
+                // Exact rerank of the shard's best: keep a margin over k.
+                k: (k + extra).max(k * 4).min(q.candidates.max(k + extra)),
+                candidates: q.candidates.max(k + extra),
+                threads: 1,
+                rerank: true,
+                portable: false,
+            };
+            match shard.search(query, &params, q.filter.as_ref()) {
+                Ok(hits) => {
+                    for h in hits {
+                        if let Some(r) = self.store.get(h.id) {
+                            let (s, vi) = r.best_dot(&q.vectors);
+                            scored.push((s, vi, Some(h.hamming), r));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(partition = %self.name, error = %e, "shard search failed")
+                }
+            }
+        } else {
+            for (_, r) in self.store.iter() {
+                if q.filter.as_ref().is_some_and(|f| !r.matches(f)) {
+                    continue;
+                }
+                let (s, vi) = r.best_dot(&q.vectors);
+                scored.push((s, vi, None, r));
+            }
+        }
+        if let Some(ex) = &q.exclude {
+            scored.retain(|(_, _, _, r)| &r.id != ex);
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.3.id.cmp(&b.3.id)));
+        scored.truncate(k);
+        scored
+            .into_iter()
+            .map(|(score, vector, hamming, r)| PartitionHit {
+                id: r.id.clone(),
+                category: r.category.clone(),
+                score,
+                hamming,
+                vector,
+            })
+            .collect()
+    }
+}
+
+impl Actor for Partition {
+    type Msg = PartitionMessage;
+    type State = PartitionState;
+    type Arguments = PartitionArguments;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = PartitionState {
+            name: args.name,
+            category: args.category,
+            store: ItemStore::default(),
+            index: None,
+            searches: 0,
+        };
+        if let Some(e) = args.encoder {
+            state.rebuild(e);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PartitionMessage::Upsert(record, reply) => {
+                let (key, old) = state.store.upsert(record);
+                if let Some((_, shard)) = &mut state.index
+                    && let Some(old) = old
+                {
+                    shard.delete(old);
+                }
+                if let Some(record) = state.store.get(key).cloned() {
+                    state.insert_into_shard(key, &record);
+                }
+                let _ = reply.send(old.is_some());
+            }
+            PartitionMessage::Delete(id, reply) => {
+                let old = state.store.remove(&id);
+                if let (Some((_, shard)), Some(old)) = (&mut state.index, old) {
+                    shard.delete(old);
+                }
+                if let Some(r) = reply {
+                    let _ = r.send(old.is_some());
+                }
+            }
+            PartitionMessage::Search(q, reply) => {
+                let hits = state.search(&q);
+                let _ = reply.send(hits);
+            }
+            PartitionMessage::GetEmbedding(id, reply) => {
+                let _ = reply.send(state.store.get_by_id(&id).map(ItemRecord::embedding_f32));
+            }
+            PartitionMessage::Sample(n, reply) => {
+                let len = state.store.len();
+                let step = len.div_ceil(n.max(1)).max(1);
+                let sample = state
+                    .store
+                    .iter()
+                    .step_by(step)
+                    .take(n)
+                    .map(|(_, r)| r.embedding_f32())
+                    .collect();
+                let _ = reply.send(sample);
+            }
+            PartitionMessage::SetEncoder(e) => {
+                let newer = state
+                    .index
+                    .as_ref()
+                    .is_none_or(|(g, _)| g.generation < e.generation);
+                if newer {
+                    state.rebuild(e);
+                }
+            }
+            PartitionMessage::Stats(reply) => {
+                let shard_bytes = state.index.as_ref().map_or(0, |(_, s)| s.memory_bytes());
+                let _ = reply.send(PartitionStats {
+                    name: state.name.clone(),
+                    category: state.category.clone(),
+                    items: state.store.len() as u64,
+                    memory_bytes: (state.store.memory_bytes() + shard_bytes) as u64,
+                    searches: state.searches,
+                    encoder_generation: state.index.as_ref().map_or(0, |(g, _)| g.generation),
+                });
+            }
+            PartitionMessage::Panic => {
+                panic!("partition {} panicked by fault injection", state.name);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The root of the supervision tree.
+//!
+//! ```text
+//! Root ─┬─ InferencePool  (worker threads; dead workers restarted by the pool itself)
+//!       └─ Coordinator ─── Partition × (categories × shards)
+//! ```
+//!
+//! A failed child of the root is restarted with the same arguments and the restart is counted.
+//! The pool's channel and the routing `watch` live outside the actors, so handles held by
+//! engines stay valid across restarts; a restarted coordinator starts with an empty catalogue
+//! (durability is a later layer).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::watch;
+
+use crate::coordinator::{Coordinator, CoordinatorArguments, CoordinatorMessage};
+use crate::inference::{InferencePool, InferencePoolArguments, InferencePoolMessage};
+
+/// The root supervisor.
+#[derive(Debug, Default)]
+pub struct Root;
+
+/// Arguments of the root.
+#[derive(Debug, Clone)]
+pub struct RootArguments {
+    /// For the inference pool.
+    pub pool: InferencePoolArguments,
+    /// For the coordinator.
+    pub coordinator: CoordinatorArguments,
+    /// Where the current coordinator is published.
+    pub coordinator_ref: watch::Sender<Option<ActorRef<CoordinatorMessage>>>,
+    /// Restart counter shared with the engine.
+    pub restarts: Arc<AtomicU64>,
+}
+
+/// Messages of the root (none besides supervision events).
+#[derive(Debug)]
+pub enum RootMessage {}
+
+/// State of the root.
+#[derive(Debug)]
+pub struct RootState {
+    args: RootArguments,
+    pool: ActorRef<InferencePoolMessage>,
+    coordinator: ActorRef<CoordinatorMessage>,
+}
+
+impl Actor for Root {
+    type Msg = RootMessage;
+    type State = RootState;
+    type Arguments = RootArguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (pool, _) =
+            Actor::spawn_linked(None, InferencePool, args.pool.clone(), myself.get_cell()).await?;
+        let (coordinator, _) = Actor::spawn_linked(
+            None,
+            Coordinator,
+            args.coordinator.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        args.coordinator_ref.send_replace(Some(coordinator.clone()));
+        Ok(RootState {
+            args,
+            pool,
+            coordinator,
+        })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::error!(actor = ?cell.get_id(), error = %err, "child of the root failed");
+                cell
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                tracing::warn!(actor = ?cell.get_id(), ?reason, "child of the root stopped");
+                cell
+            }
+            _ => return Ok(()),
+        };
+        if cell.get_id() == state.pool.get_id() {
+            let (pool, _) = Actor::spawn_linked(
+                None,
+                InferencePool,
+                state.args.pool.clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            state.pool = pool;
+        } else if cell.get_id() == state.coordinator.get_id() {
+            let (c, _) = Actor::spawn_linked(
+                None,
+                Coordinator,
+                state.args.coordinator.clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            state.args.coordinator_ref.send_replace(Some(c.clone()));
+            state.coordinator = c;
+        } else {
+            return Ok(());
+        }
+        state.args.restarts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.coordinator.stop(None);
+        state.pool.stop(None);
+        Ok(())
+    }
+}

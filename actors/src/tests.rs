@@ -1,0 +1,96 @@
+//! Unit tests of the pure parts: the item store, filters, the category vote.
+
+use vsa_index::Filter;
+
+use crate::engine::vote_category;
+use crate::partition::PartitionHit;
+use crate::store::{ItemRecord, ItemStore};
+
+fn record(id: &str, e: &[f32], attrs: &[(&str, &str)]) -> ItemRecord {
+    ItemRecord::new(
+        id.into(),
+        "c".into(),
+        attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        vec![],
+        e,
+    )
+}
+
+#[test]
+fn store_upsert_replaces_and_remove_forgets() {
+    let mut s = ItemStore::default();
+    let (k1, old) = s.upsert(record("a", &[1.0, 0.0], &[]));
+    assert!(old.is_none());
+    let (k2, old) = s.upsert(record("a", &[0.0, 1.0], &[]));
+    assert_eq!(old, Some(k1));
+    assert_ne!(k1, k2);
+    assert_eq!(s.len(), 1);
+    assert!(s.get(k1).is_none());
+    assert_eq!(
+        s.get_by_id("a").map(|r| r.embedding_f32()),
+        Some(vec![0.0, 1.0])
+    );
+    assert_eq!(s.remove("a"), Some(k2));
+    assert!(s.is_empty());
+    assert_eq!(s.remove("a"), None);
+}
+
+#[test]
+fn records_are_normalised_and_score_their_best_query_vector() {
+    let r = record("a", &[3.0, 4.0], &[]);
+    let e = r.embedding_f32();
+    assert!((e[0] - 0.6).abs() < 1e-3 && (e[1] - 0.8).abs() < 1e-3);
+    let (s, which) = r.best_dot(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+    assert_eq!(which, 1);
+    assert!((s - 0.8).abs() < 1e-3);
+}
+
+#[test]
+fn filters_are_and_across_keys_or_within() {
+    let r = record("a", &[1.0], &[("color", "red"), ("size", "m")]);
+    assert!(r.matches(&Filter::default()));
+    assert!(r.matches(&Filter::default().with("color", ["red", "blue"])));
+    assert!(!r.matches(&Filter::default().with("color", ["blue"])));
+    assert!(
+        r.matches(
+            &Filter::default()
+                .with("color", ["red"])
+                .with("size", ["m", "l"])
+        )
+    );
+    assert!(!r.matches(&Filter::default().with("color", ["red"]).with("size", ["s"])));
+    assert!(!r.matches(&Filter::default().with("brand", ["x"])));
+}
+
+fn hit(id: &str, category: &str, score: f32) -> PartitionHit {
+    PartitionHit {
+        id: id.into(),
+        category: category.into(),
+        score,
+        hamming: None,
+        vector: 0,
+    }
+}
+
+#[test]
+fn category_vote_weights_close_neighbours() {
+    // One strong neighbour of A beats three much weaker neighbours of B.
+    let hits = vec![
+        hit("1", "A", 0.90),
+        hit("2", "B", 0.85),
+        hit("3", "B", 0.84),
+        hit("4", "B", 0.83),
+    ];
+    let p = vote_category(&hits, 30, 0.01).unwrap();
+    assert_eq!(p.category, "A");
+    assert!(p.confidence > 0.5 && p.confidence < 1.0);
+    assert_eq!(p.alternatives[0].0, "B");
+    // With a flat temperature the majority wins.
+    assert_eq!(vote_category(&hits, 30, 10.0).unwrap().category, "B");
+    // Only the top vote_k neighbours vote.
+    assert_eq!(vote_category(&hits, 1, 10.0).unwrap().category, "A");
+    assert!(vote_category(&[], 30, 0.01).is_none());
+}

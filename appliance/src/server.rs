@@ -1,0 +1,348 @@
+//! The TCP server: accepts connections (capped by a semaphore), reads framed requests,
+//! dispatches them to the [`Engine`] and writes responses in request order.
+//!
+//! A connection is two halves: the reader decodes frames and spawns one task per request (up
+//! to `max_in_flight`, then it stops reading — backpressure reaches the client), the writer
+//! awaits those tasks in order and writes each answer. A bad frame or request gets an
+//! `Error` response and the connection stays usable whenever the frame boundary is known.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use vsa_actors::Engine;
+use vsa_protocol::frame;
+use vsa_protocol::{
+    AdminAction, AdminReply, AdminRequest, ErrorCode, HelloReply, PROTOCOL_VERSION, ProtocolError,
+    Request, Response,
+};
+
+use crate::settings::Settings;
+
+/// Server-wide counters.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused over the limit.
+    pub refused: AtomicU64,
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Requests answered with an error.
+    pub errors: AtomicU64,
+}
+
+/// Shared by every connection.
+struct Shared {
+    engine: Engine,
+    settings: Settings,
+    stats: ServerStats,
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains connections (up to 5 s) and stops
+/// the engine.
+pub async fn serve(
+    engine: Engine,
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let limit = Arc::new(Semaphore::new(settings.server.max_connections));
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        settings,
+        stats: ServerStats::default(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => { backoff = Duration::from_millis(10); a }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let shared = shared.clone();
+                        let stop = stop_rx.clone();
+                        tasks.spawn(async move {
+                            if let Err(e) = connection(shared, stream, stop).await {
+                                tracing::debug!(%peer, error = %e, "connection ended");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tasks.spawn(refuse(stream));
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 5 s; closing them");
+        tasks.abort_all();
+    }
+    engine.shutdown();
+    Ok(())
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let reply = Response::error(ErrorCode::Unavailable, "too many connections; retry later");
+    if let Ok(bytes) = frame::encode_frame(&reply, vsa_protocol::DEFAULT_MAX_FRAME) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// One answer slot in request order.
+enum Pending {
+    Ready(Response),
+    Task(JoinHandle<Response>),
+    /// The reader gave up on the stream: write what came before, then close.
+    Close,
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(shared.settings.server.max_in_flight);
+    let writer = tokio::spawn(write_loop(BufWriter::new(write), rx, shared.clone()));
+    let mut reader = BufReader::new(read);
+    let max_frame = shared.settings.server.max_frame;
+    let limits = vsa_protocol::FrameLimits::with_max_frame(max_frame);
+    let idle = Duration::from_secs(shared.settings.server.idle_timeout_s.max(1));
+    let mut greeted = false;
+    loop {
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, frame::read_frame(&mut reader, max_frame)) => r,
+            _ = stop.changed() => break,
+        };
+        let body = match read {
+            Err(_) => break,       // idle
+            Ok(Ok(None)) => break, // clean EOF
+            Ok(Ok(Some(body))) => body,
+            Ok(Err(ProtocolError::FrameTooLarge { len, max })) => {
+                let msg = format!("frame of {len} bytes is over the limit of {max}");
+                let _ = tx
+                    .send(Pending::Ready(Response::error(
+                        ErrorCode::FrameTooLarge,
+                        msg,
+                    )))
+                    .await;
+                if len <= limits.max_skip && frame::skip_body(&mut reader, len).await.is_ok() {
+                    continue;
+                }
+                let _ = tx.send(Pending::Close).await;
+                break;
+            }
+            Ok(Err(e)) => {
+                let _ = tx.send(Pending::Ready(Response::Error(e.to_reply()))).await;
+                let _ = tx.send(Pending::Close).await;
+                break;
+            }
+        };
+        let request: Request = match frame::decode_body(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx
+                    .send(Pending::Ready(Response::error(
+                        ErrorCode::BadFrame,
+                        format!("undecodable request: {e}"),
+                    )))
+                    .await;
+                continue;
+            }
+        };
+        let pending = match request {
+            Request::Hello(h) => {
+                if h.protocol_version != PROTOCOL_VERSION {
+                    let msg = format!(
+                        "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
+                        h.protocol_version
+                    );
+                    let _ = tx
+                        .send(Pending::Ready(Response::error(
+                            ErrorCode::UnsupportedVersion,
+                            msg,
+                        )))
+                        .await;
+                    let _ = tx.send(Pending::Close).await;
+                    break;
+                }
+                greeted = true;
+                Pending::Ready(Response::Hello(HelloReply {
+                    protocol_version: PROTOCOL_VERSION,
+                    server: format!("vsa {}", env!("CARGO_PKG_VERSION")),
+                }))
+            }
+            _ if !greeted => Pending::Ready(Response::error(
+                ErrorCode::BadRequest,
+                "the first request on a connection must be Hello",
+            )),
+            request => {
+                let shared = shared.clone();
+                Pending::Task(tokio::spawn(
+                    async move { dispatch(&shared, request).await },
+                ))
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            break; // writer gone: the peer stopped reading
+        }
+    }
+    drop(tx);
+    writer.await??;
+    Ok(())
+}
+
+async fn write_loop(
+    mut out: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<Pending>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    let max_frame = shared.settings.server.max_frame;
+    while let Some(p) = rx.recv().await {
+        let response = match p {
+            Pending::Ready(r) => r,
+            Pending::Task(t) => t.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "request task failed");
+                Response::error(ErrorCode::Internal, "request handler failed")
+            }),
+            Pending::Close => break,
+        };
+        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if matches!(response, Response::Error(_)) {
+            shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let bytes = match frame::encode_frame(&response, max_frame) {
+            Ok(b) => b,
+            Err(e) => frame::encode_frame(
+                &Response::error(ErrorCode::Internal, format!("response not encodable: {e}")),
+                max_frame,
+            )?,
+        };
+        out.write_all(&bytes).await?;
+        if rx.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await?;
+    out.shutdown().await.ok();
+    Ok(())
+}
+
+async fn dispatch(shared: &Shared, request: Request) -> Response {
+    let engine = &shared.engine;
+    let result = match request {
+        Request::Hello(_) => unreachable_hello(),
+        Request::Search(r) => engine.search(r).await.map(Response::SearchResults),
+        Request::Upsert(r) => engine.upsert(r).await.map(Response::Upserted),
+        Request::Delete(r) => engine.delete(r.id).await.map(Response::Deleted),
+        Request::Stats => Ok(Response::Stats(engine.stats().await)),
+        Request::Health => Ok(Response::Health(engine.health().await)),
+        Request::Admin(a) => return admin(shared, a).await,
+    };
+    result.unwrap_or_else(|e| {
+        if e.code().class() == vsa_protocol::ErrorClass::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Response::error(e.code(), e.to_string())
+    })
+}
+
+fn unreachable_hello() -> vsa_actors::Result<Response> {
+    Ok(Response::error(
+        ErrorCode::BadRequest,
+        "Hello was already handled",
+    ))
+}
+
+/// Constant-time comparison, so a wrong token's timing tells nothing about the right one.
+fn same_token(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+async fn admin(shared: &Shared, req: AdminRequest) -> Response {
+    let Some(token) = &shared.settings.admin.token else {
+        return Response::error(
+            ErrorCode::Unauthorized,
+            "admin requests are disabled (no admin.token configured)",
+        );
+    };
+    if !same_token(token, &req.token) {
+        return Response::error(ErrorCode::Unauthorized, "wrong admin token");
+    }
+    match req.action {
+        AdminAction::PanicActor { name } => {
+            if !shared.settings.admin.fault_injection {
+                return Response::error(
+                    ErrorCode::Unauthorized,
+                    "fault injection is disabled (admin.fault_injection = false)",
+                );
+            }
+            match shared.engine.panic_actor(&name).await {
+                Ok(true) => Response::Admin(AdminReply {
+                    message: format!("{name} panicked"),
+                    payload: None,
+                }),
+                Ok(false) => {
+                    Response::error(ErrorCode::BadRequest, format!("no actor named {name:?}"))
+                }
+                Err(e) => Response::error(e.code(), e.to_string()),
+            }
+        }
+        other => Response::error(
+            ErrorCode::BadRequest,
+            format!("admin action {other:?} is not supported by this server yet"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token("secret-token", "secret-token"));
+        assert!(!same_token("secret-token", "secret-tokem"));
+        assert!(!same_token("secret-token", "secret-token-longer"));
+        assert!(!same_token("", "x"));
+    }
+}

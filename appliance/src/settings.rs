@@ -1,0 +1,150 @@
+//! Settings: one validated struct, layered — built-in defaults → config file (TOML) →
+//! environment `VSA__SECTION__KEY` → command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vsa_actors::{IndexConfig, LimitsConfig, PoolConfig, SearchConfig};
+
+/// Everything `vsa serve` runs with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// TCP server.
+    pub server: ServerSettings,
+    /// Model files and runtime.
+    pub model: ModelSettings,
+    /// Administration.
+    pub admin: AdminSettings,
+    /// Inference pool.
+    pub pool: PoolConfig,
+    /// Index and routing.
+    pub index: IndexConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+    /// Search behaviour.
+    pub search: SearchConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address of the TCP protocol.
+    pub listen: String,
+    /// Where data lives (logs and snapshots, once durability lands).
+    pub data_dir: PathBuf,
+    /// Most simultaneous connections; more are refused with `unavailable`.
+    pub max_connections: usize,
+    /// Largest frame body (bytes).
+    pub max_frame: u32,
+    /// Requests one connection may have in flight (pipelining); reading pauses beyond it.
+    pub max_in_flight: usize,
+    /// A connection idle this long is closed (seconds).
+    pub idle_timeout_s: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+            data_dir: PathBuf::from("vsa-data"),
+            max_connections: 256,
+            max_frame: vsa_protocol::DEFAULT_MAX_FRAME,
+            max_in_flight: 64,
+            idle_timeout_s: 300,
+        }
+    }
+}
+
+/// `[model]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Model manifest (default: the bundled `models/manifest.toml`).
+    pub manifest: Option<PathBuf>,
+    /// libonnxruntime path (default: `ORT_DYLIB_PATH`, then `.ort/lib/`).
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Token admin requests must carry; admin requests are refused when unset.
+    pub token: Option<String>,
+    /// Allow fault injection (panic an actor, kill a worker) for rehearsals and tests.
+    pub fault_injection: bool,
+}
+
+/// Settings errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file, the environment or a flag does not fit the settings.
+    #[error("settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given; it must exist), then `VSA__SECTION__KEY` variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let defaults = config::Config::try_from(&Settings::default())
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(SettingsError::Invalid(format!(
+                    "config file {} not found",
+                    f.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("VSA")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that types cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Invalid(m.to_string()));
+        if self.pool.workers == 0 || self.pool.workers > 64 {
+            return bad("pool.workers must be in 1..=64");
+        }
+        if self.pool.max_batch == 0 || self.pool.queue_capacity == 0 {
+            return bad("pool.max_batch and pool.queue_capacity must be positive");
+        }
+        if self.index.shards_per_category == 0 {
+            return bad("index.shards_per_category must be positive");
+        }
+        if self.server.max_connections == 0 || self.server.max_in_flight == 0 {
+            return bad("server.max_connections and server.max_in_flight must be positive");
+        }
+        if self.server.max_frame < 1024 {
+            return bad("server.max_frame must be at least 1024");
+        }
+        if self.admin.token.as_ref().is_some_and(|t| t.len() < 8) {
+            return bad("admin.token must be at least 8 characters");
+        }
+        Ok(())
+    }
+
+    /// The engine part.
+    pub fn engine(&self) -> vsa_actors::EngineConfig {
+        vsa_actors::EngineConfig {
+            pool: self.pool.clone(),
+            index: self.index.clone(),
+            limits: self.limits.clone(),
+            search: self.search.clone(),
+        }
+    }
+}
