@@ -183,7 +183,7 @@ impl Embedder {
             ModelError::Inference(e.to_string())
         };
         let session = Session::builder(env)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(inference)?
             .with_intra_threads(threads)
             .map_err(inference)?
