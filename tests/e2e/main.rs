@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod config_doc;
 mod demo;
 mod serve;
