@@ -11,17 +11,23 @@
 //! - [`decode`]: bytes → RGB with byte and pixel limits checked before decoding, EXIF orientation.
 //! - [`preprocess`]: fast_image_resize bilinear resize and crop, `(x − mean) / scale` into NCHW.
 //! - [`embedder`]: the session, batches, typed outputs, class names, vector helpers.
+//! - [`roi`]: localisation by catalogue similarity (feature map × prototypes → boxes), k-means,
+//!   rotation on white.
+//! - [`colour`]: named-colour histogram with background suppression, dominant colour name.
 //! - [`error`]: [`ModelError`], split into bad input and service faults.
 
+pub mod colour;
 pub mod decode;
 pub mod embedder;
 pub mod error;
 pub mod manifest;
 pub mod preprocess;
+pub mod roi;
 pub mod runtime;
 
 use std::path::PathBuf;
 
+pub use colour::{COLOURS, colour_histogram, colour_name, colour_similarity};
 pub use decode::{DecodeLimits, decode_file, decode_rgb};
 pub use embedder::{
     Batch, ClassScore, Embedder, EmbedderOptions, FeatureMap, Inference, cosine, l2_normalise,
@@ -31,6 +37,7 @@ pub use error::{ModelError, Result};
 pub use image;
 pub use manifest::Manifest;
 pub use preprocess::{Preprocessor, Rect};
+pub use roi::{Prototypes, kmeans, localise, rotate_white};
 
 /// Folders that may be the vsa project root, most specific first: `VSA_HOME`, the ancestors of
 /// the running executable (a binary in `target/release/` finds the checkout it was built in),

@@ -1,0 +1,384 @@
+//! Object localisation by catalogue similarity (Pailitao's "find the product first"), the
+//! spherical k-means that summarises a catalogue into prototypes for it, and the small image
+//! transforms the ingest path needs (rotation on a white canvas).
+//!
+//! The map: every cell of the whole photo's feature map is L2-normalised and scored by its
+//! best cosine against the catalogue's prototypes, i.e. "how much does this cell look like some
+//! product". Thresholding it at a few levels and keeping the largest 4-connected region gives
+//! candidate boxes; a prototype on the public clip-art set found this map overlaps the true box
+//! far better than channel-sum saliency (IoU 0.50 vs 0.22).
+
+use image::{Rgb, RgbImage};
+
+use crate::embedder::FeatureMap;
+use crate::preprocess::Rect;
+
+/// Catalogue prototypes: `len` L2-normalised vectors of `dim` floats, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prototypes {
+    /// Vector length.
+    pub dim: usize,
+    /// Row-major normalised vectors.
+    pub data: Vec<f32>,
+}
+
+impl Prototypes {
+    /// Normalised copies of `vectors` (each `dim` long); zero or wrong-length rows are skipped.
+    pub fn from_rows(vectors: &[Vec<f32>], dim: usize) -> Prototypes {
+        let mut data = Vec::with_capacity(vectors.len() * dim);
+        for v in vectors.iter().filter(|v| v.len() == dim) {
+            let mut v = v.clone();
+            crate::l2_normalise(&mut v);
+            if v.iter().any(|x| *x != 0.0) {
+                data.extend_from_slice(&v);
+            }
+        }
+        Prototypes { dim, data }
+    }
+
+    /// How many prototypes.
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// No prototypes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Spherical k-means (cosine Lloyd iterations) of normalised `vectors` into at most `k`
+/// centroids; deterministic (evenly spaced initial rows). With `k >= vectors.len()` the
+/// vectors themselves are returned.
+pub fn kmeans(vectors: &[Vec<f32>], dim: usize, k: usize, iterations: usize) -> Prototypes {
+    let rows = Prototypes::from_rows(vectors, dim);
+    let n = rows.len();
+    if k == 0 || n <= k {
+        return rows;
+    }
+    // Sort the rows so the result does not depend on the order the sample arrived in.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| {
+        rows.row(*a)
+            .iter()
+            .zip(rows.row(*b))
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let rows = Prototypes {
+        dim,
+        data: order.iter().flat_map(|i| rows.row(*i).to_vec()).collect(),
+    };
+    let mut centroids: Vec<Vec<f32>> = (0..k).map(|i| rows.row(i * n / k).to_vec()).collect();
+    let mut assign = vec![0usize; n];
+    for _ in 0..iterations.max(1) {
+        let mut changed = false;
+        for (i, a) in assign.iter_mut().enumerate() {
+            let v = rows.row(i);
+            let best = best_of(v, centroids.iter().map(Vec::as_slice)).0;
+            changed |= *a != best;
+            *a = best;
+        }
+        let mut sums = vec![vec![0.0f32; dim]; k];
+        let mut counts = vec![0usize; k];
+        for (i, a) in assign.iter().enumerate() {
+            counts[*a] += 1;
+            for (s, x) in sums[*a].iter_mut().zip(rows.row(i)) {
+                *s += x;
+            }
+        }
+        for (c, (s, n_c)) in centroids.iter_mut().zip(sums.into_iter().zip(counts)) {
+            if n_c > 0 {
+                let mut s = s;
+                crate::l2_normalise(&mut s);
+                *c = s;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Prototypes::from_rows(&centroids, dim)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn best_of<'a>(v: &[f32], rows: impl Iterator<Item = &'a [f32]>) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, r) in rows.enumerate() {
+        let s = dot(v, r);
+        if s > best.1 {
+            best = (i, s);
+        }
+    }
+    best
+}
+
+/// The "looks like some product" map: for each cell (row-major, `height × width`), the best
+/// cosine between the normalised cell vector and any prototype.
+pub fn similarity_map(fm: &FeatureMap, prototypes: &Prototypes) -> Vec<f32> {
+    let cells = fm.height * fm.width;
+    if prototypes.is_empty() || prototypes.dim != fm.channels {
+        return vec![0.0; cells];
+    }
+    // Transpose once to cell-major vectors.
+    let mut cellv = vec![0.0f32; cells * fm.channels];
+    for c in 0..fm.channels {
+        for i in 0..cells {
+            cellv[i * fm.channels + c] = fm.data[c * cells + i];
+        }
+    }
+    (0..cells)
+        .map(|i| {
+            let v = &mut cellv[i * fm.channels..(i + 1) * fm.channels];
+            crate::l2_normalise(v);
+            best_of(v, (0..prototypes.len()).map(|p| prototypes.row(p))).1
+        })
+        .collect()
+}
+
+/// A box in feature-map cells: rows `[y0, y1)`, columns `[x0, x1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellBox {
+    /// First row.
+    pub y0: usize,
+    /// One past the last row.
+    pub y1: usize,
+    /// First column.
+    pub x0: usize,
+    /// One past the last column.
+    pub x1: usize,
+}
+
+/// The threshold levels tried, in order: `(mean+max)/2`, `mean+σ`, `mean+σ/2`.
+pub fn thresholds(map: &[f32]) -> [f32; 3] {
+    let n = map.len().max(1) as f32;
+    let mean = map.iter().sum::<f32>() / n;
+    let var = map.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let sd = var.sqrt();
+    let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    [(mean + max) / 2.0, mean + sd, mean + 0.5 * sd]
+}
+
+/// The bounding box of the largest 4-connected region of cells `>= threshold`.
+pub fn largest_region(map: &[f32], height: usize, width: usize, threshold: f32) -> Option<CellBox> {
+    if map.len() != height * width {
+        return None;
+    }
+    let mut seen = vec![false; map.len()];
+    let mut best: Option<(usize, CellBox)> = None;
+    let mut stack = Vec::new();
+    for start in 0..map.len() {
+        if seen[start] || map[start] < threshold {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let mut size = 0;
+        let mut b = CellBox {
+            y0: usize::MAX,
+            y1: 0,
+            x0: usize::MAX,
+            x1: 0,
+        };
+        while let Some(i) = stack.pop() {
+            size += 1;
+            let (y, x) = (i / width, i % width);
+            b.y0 = b.y0.min(y);
+            b.y1 = b.y1.max(y + 1);
+            b.x0 = b.x0.min(x);
+            b.x1 = b.x1.max(x + 1);
+            let mut visit = |j: usize| {
+                if !seen[j] && map[j] >= threshold {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            };
+            if y > 0 {
+                visit(i - width);
+            }
+            if y + 1 < height {
+                visit(i + width);
+            }
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < width {
+                visit(i + 1);
+            }
+        }
+        if best.as_ref().is_none_or(|(s, _)| size > *s) {
+            best = Some((size, b));
+        }
+    }
+    best.map(|(_, b)| b)
+}
+
+/// A cell box in pixels of an image `img_w × img_h` whose feature map is `height × width`,
+/// made square (on its longer side, same centre) and shrunk by `shrink` of that side in total,
+/// then clamped to the image.
+pub fn cell_box_to_rect(
+    b: CellBox,
+    height: usize,
+    width: usize,
+    img_w: u32,
+    img_h: u32,
+    shrink: f32,
+) -> Option<Rect> {
+    let sx = img_w as f32 / width.max(1) as f32;
+    let sy = img_h as f32 / height.max(1) as f32;
+    let (x0, x1) = (b.x0 as f32 * sx, b.x1 as f32 * sx);
+    let (y0, y1) = (b.y0 as f32 * sy, b.y1 as f32 * sy);
+    let side = (x1 - x0).max(y1 - y0) * (1.0 - shrink);
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    // Whole pixels, so the clamped box's right edge is exactly inside the image.
+    let (left, top) = ((cx - side / 2.0).round(), (cy - side / 2.0).round());
+    let side = side.round().max(1.0);
+    Rect {
+        x: left,
+        y: top,
+        w: side,
+        h: side,
+    }
+    .clamp_to(img_w, img_h)
+}
+
+/// Localisation of one photo: up to `max_boxes` distinct boxes (first = the tightest
+/// threshold), each with its cell box, from a feature map and the catalogue prototypes.
+pub fn localise(
+    fm: &FeatureMap,
+    prototypes: &Prototypes,
+    img_w: u32,
+    img_h: u32,
+    max_boxes: usize,
+    shrink: f32,
+) -> Vec<(CellBox, Rect)> {
+    let map = similarity_map(fm, prototypes);
+    let mut out: Vec<(CellBox, Rect)> = Vec::new();
+    for t in thresholds(&map) {
+        if out.len() >= max_boxes {
+            break;
+        }
+        let Some(b) = largest_region(&map, fm.height, fm.width, t) else {
+            continue;
+        };
+        if out.iter().any(|(c, _)| *c == b) {
+            continue;
+        }
+        if let Some(r) = cell_box_to_rect(b, fm.height, fm.width, img_w, img_h, shrink) {
+            out.push((b, r));
+        }
+    }
+    out
+}
+
+/// `img` rotated by `degrees` (counter-clockwise) about its centre on a canvas of the same
+/// size, bilinear, uncovered pixels white (catalogue photos are on white).
+pub fn rotate_white(img: &RgbImage, degrees: f32) -> RgbImage {
+    if degrees == 0.0 {
+        return img.clone();
+    }
+    let (w, h) = img.dimensions();
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let (s, c) = degrees.to_radians().sin_cos();
+    let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    for (x, y, px) in out.enumerate_pixels_mut() {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        // Inverse mapping: destination → source (counter-clockwise on screen, y down).
+        let sx = c * dx - s * dy + cx;
+        let sy = s * dx + c * dy + cy;
+        if sx < -0.5 || sy < -0.5 || sx > w as f32 - 0.5 || sy > h as f32 - 0.5 {
+            continue;
+        }
+        let (fx, fy) = (sx.clamp(0.0, w as f32 - 1.0), sy.clamp(0.0, h as f32 - 1.0));
+        let (x0, y0) = (fx.floor() as u32, fy.floor() as u32);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
+        let p = |x: u32, y: u32, ch: usize| f32::from(img.get_pixel(x, y)[ch]);
+        for ch in 0..3 {
+            let top = p(x0, y0, ch) * (1.0 - ax) + p(x1, y0, ch) * ax;
+            let bottom = p(x0, y1, ch) * (1.0 - ax) + p(x1, y1, ch) * ax;
+            px[ch] = (top * (1.0 - ay) + bottom * ay).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fm_with_blob(h: usize, w: usize, blob: CellBox) -> FeatureMap {
+        // Channel 0 everywhere (background), channel 1 inside the blob (the "product").
+        let c = 4;
+        let mut data = vec![0.0; c * h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let inside = y >= blob.y0 && y < blob.y1 && x >= blob.x0 && x < blob.x1;
+                data[y * w + x] = if inside { 0.1 } else { 1.0 };
+                data[h * w + y * w + x] = if inside { 1.0 } else { 0.1 };
+                data[2 * h * w + y * w + x] = 0.05;
+            }
+        }
+        FeatureMap {
+            channels: c,
+            height: h,
+            width: w,
+            data,
+        }
+    }
+
+    #[test]
+    fn localises_the_product_like_region() {
+        let blob = CellBox {
+            y0: 3,
+            y1: 7,
+            x0: 10,
+            x1: 14,
+        };
+        let fm = fm_with_blob(15, 20, blob);
+        let protos = Prototypes::from_rows(&[vec![0.0, 1.0, 0.0, 0.0]], 4);
+        let boxes = localise(&fm, &protos, 640, 480, 3, 0.0);
+        assert!(!boxes.is_empty());
+        assert_eq!(boxes[0].0, blob);
+        let r = boxes[0].1;
+        assert!(
+            (r.x - 320.0).abs() < 1.0 && (r.w - 128.0).abs() < 1.0,
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn kmeans_separates_clusters() {
+        let mut v = Vec::new();
+        for i in 0..20 {
+            let e = i as f32 * 0.001;
+            v.push(vec![1.0, e, 0.0]);
+            v.push(vec![0.0, e, 1.0]);
+        }
+        let p = kmeans(&v, 3, 2, 10);
+        assert_eq!(p.len(), 2);
+        let a = p.row(0)[0] > 0.9 && p.row(1)[2] > 0.9;
+        let b = p.row(1)[0] > 0.9 && p.row(0)[2] > 0.9;
+        assert!(a || b, "{p:?}");
+        assert_eq!(kmeans(&v[..3], 3, 8, 5).len(), 3);
+    }
+
+    #[test]
+    fn rotation_keeps_size_and_fills_white() {
+        let img = RgbImage::from_pixel(40, 20, Rgb([0, 0, 0]));
+        let r = rotate_white(&img, 20.0);
+        assert_eq!(r.dimensions(), (40, 20));
+        assert_eq!(r.get_pixel(0, 0), &Rgb([255, 255, 255]));
+        assert_eq!(r.get_pixel(20, 10), &Rgb([0, 0, 0]));
+        assert_eq!(rotate_white(&img, 0.0), img);
+    }
+}
