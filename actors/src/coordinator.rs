@@ -16,7 +16,9 @@
 //!
 //! The encoder is fitted once the catalogue holds `fit_threshold` items (until then partitions
 //! search exactly) and refitted whenever it has grown by `refit_growth`; fitting runs in the
-//! background on a sample, then every partition rebuilds its shard.
+//! background on a sample, then every partition rebuilds its shard. The same fit publishes the
+//! localisation prototypes (k-means centroids of the sample; below the fit threshold, the sample
+//! itself, refreshed whenever the catalogue grows) in the routing table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -27,6 +29,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use vsa_index::{Encoder, EncoderConfig};
+use vsa_models::Prototypes;
 
 use crate::partition::{EncoderGen, Partition, PartitionArguments, PartitionMessage};
 use crate::store::ItemRecord;
@@ -49,6 +52,8 @@ pub struct IndexConfig {
     pub candidates: usize,
     /// How long a search waits for one partition (ms) before answering without it (degraded).
     pub partition_timeout_ms: u64,
+    /// Localisation prototypes (k-means centroids) once past `fit_threshold`.
+    pub prototypes: usize,
 }
 
 impl Default for IndexConfig {
@@ -61,9 +66,13 @@ impl Default for IndexConfig {
             dims: 256,
             candidates: 500,
             partition_timeout_ms: 2000,
+            prototypes: 64,
         }
     }
 }
+
+/// Category → the normalised mean embedding of its items.
+pub type CategoryCentroids = Vec<(String, Vec<f32>)>;
 
 /// One shard's place in the routing table.
 #[derive(Debug, Clone)]
@@ -87,6 +96,11 @@ pub struct RoutingTable {
     pub categories: BTreeMap<String, Vec<PartitionSlot>>,
     /// The current encoder, if fitted.
     pub encoder: Option<EncoderGen>,
+    /// Catalogue prototypes for localisation (absent while the catalogue is empty).
+    pub prototypes: Option<Arc<Prototypes>>,
+    /// Category centroids (normalised mean embedding per category): the model branch of
+    /// category prediction. Refitted with the prototypes.
+    pub centroids: Option<Arc<CategoryCentroids>>,
     /// Partitions restarted since boot.
     pub restarts: u64,
 }
@@ -105,6 +119,19 @@ pub struct WriteOutcome {
     pub seq: u64,
     /// An item with this id existed before (upsert: replaced; delete: removed).
     pub existed: bool,
+}
+
+/// What a background fit produced.
+#[derive(Debug)]
+pub struct FitResult {
+    /// The new encoder, when one was due and training worked.
+    pub encoder: Option<Arc<Encoder>>,
+    /// The new localisation prototypes.
+    pub prototypes: Option<Arc<Prototypes>>,
+    /// The new category centroids.
+    pub centroids: Option<Arc<CategoryCentroids>>,
+    /// Catalogue size when the fit started.
+    pub items: usize,
 }
 
 /// The coordinator actor.
@@ -131,8 +158,8 @@ pub enum CoordinatorMessage {
     Locate(String, RpcReplyPort<Option<PartitionSlot>>),
     /// Fault injection: panic the named partition. Replies whether it exists.
     PanicPartition(String, RpcReplyPort<bool>),
-    /// A background fit finished (the encoder, the catalogue size when it started).
-    FitDone(Option<Arc<Encoder>>, usize),
+    /// A background fit finished.
+    FitDone(FitResult),
     /// Total items in the directory.
     ItemCount(RpcReplyPort<u64>),
 }
@@ -148,6 +175,7 @@ pub struct CoordinatorState {
     seq: u64,
     fitting: bool,
     fitted_at: usize,
+    prototypes_at: usize,
     generation: u64,
 }
 
@@ -219,6 +247,7 @@ impl Actor for Coordinator {
             seq: 0,
             fitting: false,
             fitted_at: 0,
+            prototypes_at: 0,
             generation: 0,
         };
         state.table.epoch = state.routing.borrow().epoch;
@@ -334,8 +363,21 @@ impl Actor for Coordinator {
                     .unwrap_or(false);
                 let _ = reply.send(found);
             }
-            CoordinatorMessage::FitDone(encoder, items) => {
+            CoordinatorMessage::FitDone(FitResult {
+                encoder,
+                prototypes,
+                centroids,
+                items,
+            }) => {
                 state.fitting = false;
+                if centroids.is_some() {
+                    state.table.centroids = centroids;
+                }
+                if let Some(p) = prototypes {
+                    state.prototypes_at = items;
+                    state.table.prototypes = Some(p);
+                    state.publish();
+                }
                 if let Some(encoder) = encoder {
                     state.generation += 1;
                     state.fitted_at = items;
@@ -426,15 +468,20 @@ impl Actor for Coordinator {
     }
 }
 
-/// Starts a background fit when the catalogue crossed the threshold or grew enough.
+/// Starts a background fit when the catalogue crossed the threshold or grew enough (encoder
+/// and prototypes), or, below the threshold, whenever it changed size (prototypes only: the
+/// sample itself, cheap for small catalogues).
 fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState) {
     let items = state.directory.len();
-    let due = if state.generation == 0 {
-        items >= state.config.fit_threshold.max(1)
+    let threshold = state.config.fit_threshold.max(1);
+    let encoder_due = if state.generation == 0 {
+        items >= threshold
     } else {
         items as f32 >= state.fitted_at as f32 * state.config.refit_growth.max(1.01)
     };
-    if state.fitting || !due {
+    let prototypes_due =
+        items > 0 && (encoder_due || (items < threshold && items != state.prototypes_at));
+    if state.fitting || !(encoder_due || prototypes_due) {
         return;
     }
     state.fitting = true;
@@ -444,6 +491,7 @@ fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState
     tokio::spawn(async move {
         let per = config.fit_sample / slots.len().max(1) + 1;
         let mut sample: Vec<f32> = Vec::new();
+        let mut rows: Vec<Vec<f32>> = Vec::new();
         let mut dims = 0;
         for slot in &slots {
             let r = ractor::call_t!(slot.actor, PartitionMessage::Sample, 10_000, per);
@@ -451,11 +499,48 @@ fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState
                 for v in vectors {
                     dims = v.len();
                     sample.extend_from_slice(&v);
+                    rows.push(v);
                 }
             }
         }
+        let mut sums: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        for slot in &slots {
+            let r = ractor::call_t!(slot.actor, PartitionMessage::EmbeddingSum, 10_000);
+            if let Ok((sum, count)) = r
+                && count > 0
+            {
+                let acc = sums
+                    .entry(slot.category.clone())
+                    .or_insert_with(|| vec![0.0; sum.len()]);
+                for (a, x) in acc.iter_mut().zip(&sum) {
+                    *a += x;
+                }
+            }
+        }
+        let centroids: Vec<(String, Vec<f32>)> = sums
+            .into_iter()
+            .map(|(c, mut v)| {
+                vsa_models::l2_normalise(&mut v);
+                (c, v)
+            })
+            .collect();
+        let centroids = (!centroids.is_empty()).then(|| Arc::new(centroids));
         let n = sample.len().checked_div(dims).unwrap_or(0);
-        let encoder = if n >= 2 && dims > 0 {
+        let k = if items < threshold {
+            0
+        } else {
+            config.prototypes
+        };
+        let prototypes = if n >= 1 && dims > 0 {
+            tokio::task::spawn_blocking(move || vsa_models::kmeans(&rows, dims, k, 15))
+                .await
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Arc::new)
+        } else {
+            None
+        };
+        let encoder = if encoder_due && n >= 2 && dims > 0 {
             let cfg = EncoderConfig {
                 dims: config.dims.min(dims),
                 ..EncoderConfig::default()
@@ -482,10 +567,17 @@ fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState
         } else {
             None
         };
-        if encoder.is_none() {
+        if encoder_due && encoder.is_none() {
             // Try again later rather than spinning.
             tokio::time::sleep(Duration::from_secs(5)).await;
+        } else if prototypes.is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let _ = me.send_message(CoordinatorMessage::FitDone(encoder, items));
+        let _ = me.send_message(CoordinatorMessage::FitDone(FitResult {
+            encoder,
+            prototypes,
+            centroids,
+            items,
+        }));
     });
 }

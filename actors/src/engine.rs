@@ -15,17 +15,19 @@ use ractor::{Actor, ActorRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use vsa_index::{Filter, Query};
-use vsa_models::{DecodeLimits, Manifest, Preprocessor};
+use vsa_models::image::RgbImage;
+use vsa_models::{DecodeLimits, Manifest, Preprocessor, Rect};
 use vsa_protocol::{
-    CategoryPrediction, DeleteReply, FilterClause, HealthReply, HealthState, InferenceStats,
-    ItemContent, QueryInput, SearchHit, SearchRequest, SearchResponse, ShardStats, StatsReply,
-    UpsertReply, UpsertRequest,
+    BoxXywh, CategoryPrediction, DeleteReply, FilterClause, HealthReply, HealthState,
+    InferenceStats, ItemContent, QueryInput, Scope, SearchHit, SearchRequest, SearchResponse,
+    ShardStats, StatsReply, UpsertReply, UpsertRequest,
 };
 
 use crate::coordinator::{CoordinatorArguments, CoordinatorMessage, IndexConfig, RoutingTable};
 use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
 use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
+use crate::quality::{Preset, QualityConfig};
 use crate::store::ItemRecord;
 use crate::supervisor::{Root, RootArguments, RootMessage};
 
@@ -72,6 +74,8 @@ pub struct SearchConfig {
     pub vote_k: usize,
     /// Temperature of the vote weights `exp((s − s₁) / t)`.
     pub vote_temperature: f32,
+    /// Temperature of the model branch's softmax over category-centroid cosines.
+    pub centroid_temperature: f32,
 }
 
 impl Default for SearchConfig {
@@ -79,6 +83,7 @@ impl Default for SearchConfig {
         Self {
             vote_k: 30,
             vote_temperature: 0.01,
+            centroid_temperature: 0.02,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct EngineConfig {
     pub limits: LimitsConfig,
     /// Search behaviour.
     pub search: SearchConfig,
+    /// Query presets and ingest augmentation.
+    pub quality: QualityConfig,
 }
 
 /// Searches per second over the last few seconds.
@@ -224,8 +231,8 @@ impl Engine {
         }
     }
 
-    /// Decodes and preprocesses an image off the async executor.
-    async fn prepare(&self, bytes: Vec<u8>) -> Result<Prepared> {
+    /// Decodes an image off the async executor (at most `decode_concurrency` at once).
+    async fn decode(&self, bytes: Vec<u8>) -> Result<Arc<RgbImage>> {
         let _slot = self
             .inner
             .decode_slots
@@ -233,38 +240,216 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Unavailable("shutting down".into()))?;
         let limits = self.decode_limits();
-        let input = self.inner.manifest.input.clone();
-        tokio::task::spawn_blocking(move || -> Result<Prepared> {
-            let img = vsa_models::decode_rgb(&bytes, &limits)?;
-            let mut pre = Preprocessor::new(input.mean, input.scale);
-            let resized = pre.resize(&img, None, input.width, input.height)?;
-            let mut tensor = vec![0.0; 3 * input.width as usize * input.height as usize];
-            pre.normalise_into(&resized, &mut tensor)?;
-            Ok(Prepared {
-                tensor,
-                height: input.height,
-                width: input.width,
-            })
+        tokio::task::spawn_blocking(move || -> Result<Arc<RgbImage>> {
+            Ok(Arc::new(vsa_models::decode_rgb(&bytes, &limits)?))
         })
         .await
         .map_err(|e| EngineError::Internal(format!("decode task: {e}")))?
     }
 
-    /// Image bytes → L2-normalised embedding.
-    async fn embed_image(
+    /// Turns regions of `img` (each `None` = the whole image, or a box), optionally rotated
+    /// first, into model inputs of `width × height`, off the async executor.
+    async fn tensors(
+        &self,
+        img: Arc<RgbImage>,
+        views: Vec<(Option<Rect>, f32)>,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<Prepared>> {
+        let input = self.inner.manifest.input.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
+            let mut pre = Preprocessor::new(input.mean, input.scale);
+            views
+                .into_iter()
+                .map(|(rect, angle)| {
+                    let resized = if angle == 0.0 {
+                        pre.resize(&img, rect, width, height)?
+                    } else {
+                        let rotated = vsa_models::rotate_white(&img, angle);
+                        pre.resize(&rotated, rect, width, height)?
+                    };
+                    let mut tensor = vec![0.0; 3 * width as usize * height as usize];
+                    pre.normalise_into(&resized, &mut tensor)?;
+                    Ok(Prepared {
+                        tensor,
+                        height,
+                        width,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
+    }
+
+    /// Runs prepared inputs through the pool and returns their L2-normalised embeddings.
+    async fn embed_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<Vec<f32>>> {
+        let jobs = prepared
+            .into_iter()
+            .map(|p| (p.height, p.width, p.tensor))
+            .collect();
+        let outs = self.inner.pool.infer_many(jobs).await?;
+        Ok(outs
+            .into_iter()
+            .map(|o| {
+                let mut e = o.embedding;
+                vsa_models::l2_normalise(&mut e);
+                e
+            })
+            .collect())
+    }
+
+    /// A catalogue item's index vector: the normalised sum of its embeddings at the configured
+    /// rotations (white fill), so a rotated real-shot photo still lands near it.
+    async fn embed_item(&self, bytes: Vec<u8>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let img = self.decode(bytes).await?;
+        let colour = vsa_models::colour_histogram(&img, None);
+        let input = &self.inner.manifest.input;
+        let views = self
+            .inner
+            .config
+            .quality
+            .ingest_rotations
+            .iter()
+            .map(|a| (None, *a))
+            .collect();
+        let prepared = self.tensors(img, views, input.width, input.height).await?;
+        let mut sum = vec![0.0f32; self.inner.manifest.outputs.embedding_dim];
+        for e in self.embed_prepared(prepared).await? {
+            for (s, x) in sum.iter_mut().zip(&e) {
+                *s += x;
+            }
+        }
+        vsa_models::l2_normalise(&mut sum);
+        Ok((sum, colour))
+    }
+
+    /// The preset a request asks for (or the configured default).
+    fn preset(&self, name: Option<&str>) -> Result<&Preset> {
+        let q = &self.inner.config.quality;
+        let name = name.unwrap_or(&q.default_preset);
+        q.presets.get(name).ok_or_else(|| {
+            EngineError::BadRequest(format!(
+                "unknown preset {name:?}; known: {}",
+                q.presets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// A query photo → 1–8 query vectors, the region searched (the user's box, or the localised
+    /// object: crops + the feature map averaged in the first box, or else the whole photo) and
+    /// that region's colour histogram.
+    async fn query_vectors(
         &self,
         bytes: Vec<u8>,
+        preset: &Preset,
+        user_box: Option<BoxXywh>,
+        routing: &RoutingTable,
         timings: &mut Vec<(String, u64)>,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<(Vec<Vec<f32>>, Option<BoxXywh>, Vec<f32>)> {
+        let input = &self.inner.manifest.input;
+        let (size_w, size_h) = (input.width, input.height);
         let t = Instant::now();
-        let p = self.prepare(bytes).await?;
+        let img = self.decode(bytes).await?;
         timings.push(("decode".into(), micros(t)));
+        if let Some(b) = user_box {
+            let rect = Rect {
+                x: b.x as f32,
+                y: b.y as f32,
+                w: b.w as f32,
+                h: b.h as f32,
+            }
+            .clamp_to(img.width(), img.height())
+            .ok_or_else(|| {
+                EngineError::BadRequest(format!(
+                    "box {},{},{},{} is outside the {}x{} image",
+                    b.x,
+                    b.y,
+                    b.w,
+                    b.h,
+                    img.width(),
+                    img.height()
+                ))
+            })?;
+            let t = Instant::now();
+            let colour = vsa_models::colour_histogram(&img, Some(rect));
+            let prepared = self
+                .tensors(img, vec![(Some(rect), 0.0)], size_w, size_h)
+                .await?;
+            let vectors = self.embed_prepared(prepared).await?;
+            timings.push(("embed".into(), micros(t)));
+            return Ok((vectors, Some(to_box(rect)), colour));
+        }
+        let prototypes = routing.prototypes.clone().filter(|_| preset.localise);
+        let Some(prototypes) = prototypes else {
+            let t = Instant::now();
+            let colour = vsa_models::colour_histogram(&img, None);
+            let prepared = self.tensors(img, vec![(None, 0.0)], size_w, size_h).await?;
+            let vectors = self.embed_prepared(prepared).await?;
+            timings.push(("embed".into(), micros(t)));
+            return Ok((vectors, None, colour));
+        };
         let t = Instant::now();
+        let mut map_pass = self
+            .tensors(
+                img.clone(),
+                vec![(None, 0.0)],
+                preset.map_width,
+                preset.map_height,
+            )
+            .await?;
+        let p = map_pass
+            .pop()
+            .ok_or_else(|| EngineError::Internal("no map input".into()))?;
         let out = self.inner.pool.infer(p.height, p.width, p.tensor).await?;
+        timings.push(("map".into(), micros(t)));
+        let t = Instant::now();
+        let fm = out.feature_map;
+        let (iw, ih) = img.dimensions();
+        let wanted = preset.crops.max(1);
+        let shrink = preset.shrink;
+        let boxes = tokio::task::spawn_blocking(move || {
+            vsa_models::localise(&fm, &prototypes, iw, ih, wanted, shrink)
+                .into_iter()
+                .map(|(cb, r)| (fm.mean_over(cb.y0, cb.y1, cb.x0, cb.x1), r))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("localise task: {e}")))?;
+        timings.push(("localise".into(), micros(t)));
+        let mut vectors = Vec::new();
+        if preset.whole_vector {
+            let mut e = out.embedding;
+            vsa_models::l2_normalise(&mut e);
+            vectors.push(e);
+        }
+        let Some((first_map, first_rect)) = boxes.first().cloned() else {
+            // Nothing stood out: the whole photo.
+            let colour = vsa_models::colour_histogram(&img, None);
+            let prepared = self.tensors(img, vec![(None, 0.0)], size_w, size_h).await?;
+            vectors.extend(self.embed_prepared(prepared).await?);
+            return Ok((vectors, None, colour));
+        };
+        let t = Instant::now();
+        let colour = vsa_models::colour_histogram(&img, Some(first_rect));
+        let views: Vec<(Option<Rect>, f32)> = boxes
+            .iter()
+            .take(preset.crops)
+            .map(|(_, r)| (Some(*r), 0.0))
+            .chain(preset.whole_crop.then_some((None, 0.0)))
+            .collect();
+        if !views.is_empty() {
+            let prepared = self.tensors(img, views, size_w, size_h).await?;
+            vectors.extend(self.embed_prepared(prepared).await?);
+        }
+        if preset.map_vector || vectors.is_empty() {
+            let mut m = first_map;
+            vsa_models::l2_normalise(&mut m);
+            vectors.push(m);
+        }
+        vectors.truncate(8);
         timings.push(("embed".into(), micros(t)));
-        let mut e = out.embedding;
-        vsa_models::l2_normalise(&mut e);
-        Ok(e)
+        Ok((vectors, Some(to_box(first_rect)), colour))
     }
 
     fn check_embedding(&self, v: &[f32]) -> Result<Vec<f32>> {
@@ -296,10 +481,21 @@ impl Engine {
             )));
         }
         let filter = filter_from(&req.filter)?;
+        let preset = self.preset(req.options.preset.as_deref())?;
+        let routing = self.inner.routing.borrow().clone();
         let mut timings = Vec::new();
         let mut exclude = None;
+        let mut roi = None;
+        let mut colour = None;
         let vectors = match req.query {
-            QueryInput::Image(bytes) => vec![self.embed_image(bytes, &mut timings).await?],
+            QueryInput::Image(bytes) => {
+                let (v, r, c) = self
+                    .query_vectors(bytes, preset, req.options.roi, &routing, &mut timings)
+                    .await?;
+                roi = r;
+                colour = Some((c, preset.colour_weight)).filter(|(_, w)| *w != 0.0);
+                v
+            }
             QueryInput::Embedding(v) => vec![self.check_embedding(&v)?],
             QueryInput::ItemId(id) => {
                 let e = self.item_embedding(&id).await?;
@@ -307,13 +503,30 @@ impl Engine {
                 vec![e]
             }
         };
-        let routing = self.inner.routing.borrow().clone();
+        let search_cfg = &self.inner.config.search;
+        // The model branch of category prediction runs before the search, so a scoped
+        // search can use it to pick partitions.
+        let model_branch = match (&req.category, &routing.centroids) {
+            (None, Some(c)) => centroid_distribution(&vectors, c, search_cfg.centroid_temperature),
+            _ => Vec::new(),
+        };
+        let top_n = match req.options.scope {
+            Some(Scope::All) => 0,
+            Some(Scope::TopCategories(n)) => n as usize,
+            None => preset.top_categories as usize,
+        };
         let slots: Vec<_> = match &req.category {
             Some(c) => routing
                 .categories
                 .get(c)
                 .ok_or_else(|| EngineError::UnknownCategory(c.clone()))?
                 .iter()
+                .collect(),
+            None if top_n > 0 && !model_branch.is_empty() => model_branch
+                .iter()
+                .take(top_n)
+                .filter_map(|(c, _)| routing.categories.get(c))
+                .flatten()
                 .collect(),
             None => routing.slots().collect(),
         };
@@ -325,7 +538,6 @@ impl Engine {
             (eg.generation, Query { vectors })
         });
         let k = req.k as usize;
-        let search_cfg = &self.inner.config.search;
         let want = k.max(search_cfg.vote_k);
         let query = Arc::new(PartitionQuery {
             vectors,
@@ -338,6 +550,7 @@ impl Engine {
                 .clamp(1, 100_000),
             filter,
             exclude,
+            colour,
         });
         let t = Instant::now();
         let timeout = self.inner.config.index.partition_timeout_ms;
@@ -360,7 +573,8 @@ impl Engine {
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         let category = if req.category.is_none() {
-            vote_category(&hits, search_cfg.vote_k, search_cfg.vote_temperature)
+            let knn = vote_distribution(&hits, search_cfg.vote_k, search_cfg.vote_temperature);
+            fuse_categories(&knn, &model_branch, preset.knn_weight)
         } else {
             None
         };
@@ -390,7 +604,7 @@ impl Engine {
             query_id,
             hits,
             category,
-            roi: None,
+            roi,
             timings,
             degraded,
             epoch: routing.epoch,
@@ -449,17 +663,25 @@ impl Engine {
     /// Inserts or replaces an item.
     pub async fn upsert(&self, req: UpsertRequest) -> Result<UpsertReply> {
         self.check_item(&req)?;
-        let embedding = match req.content {
-            ItemContent::Image(bytes) => self.embed_image(bytes, &mut Vec::new()).await?,
-            ItemContent::Embedding(v) => self.check_embedding(&v)?,
+        let (embedding, colour) = match req.content {
+            ItemContent::Image(bytes) => self.embed_item(bytes).await?,
+            ItemContent::Embedding(v) => (self.check_embedding(&v)?, Vec::new()),
         };
-        let record = ItemRecord::new(
+        let mut attributes = req.attributes;
+        // The derived colour attribute, unless the manifest gave one.
+        if !attributes.iter().any(|(k, _)| k == "color")
+            && let Some(name) = vsa_models::colour_name(&colour)
+        {
+            attributes.push(("color".to_string(), name.to_string()));
+        }
+        let mut record = ItemRecord::new(
             req.id.clone(),
             req.category,
-            req.attributes,
+            attributes,
             req.metadata,
             &embedding,
         );
+        record.colour = colour;
         let coordinator = self.coordinator()?;
         let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Upsert, 10_000, record)?;
         Ok(UpsertReply {
@@ -585,6 +807,15 @@ impl Engine {
     }
 }
 
+fn to_box(r: Rect) -> BoxXywh {
+    BoxXywh {
+        x: r.x.round() as u32,
+        y: r.y.round() as u32,
+        w: (r.w.round() as u32).max(1),
+        h: (r.h.round() as u32).max(1),
+    }
+}
+
 fn micros(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
@@ -608,7 +839,14 @@ fn filter_from(clauses: &[FilterClause]) -> Result<Option<Filter>> {
 /// Pailitao's search branch of category prediction: the top `vote_k` neighbours vote for
 /// their category with weight `exp((s − s₁) / t)`; confidence is the winner's share.
 pub fn vote_category(hits: &[PartitionHit], vote_k: usize, t: f32) -> Option<CategoryPrediction> {
-    let top = hits.first()?.score;
+    fuse_categories(&vote_distribution(hits, vote_k, t), &[], 1.0)
+}
+
+/// The kNN vote as a distribution over categories, best first (empty without hits).
+pub fn vote_distribution(hits: &[PartitionHit], vote_k: usize, t: f32) -> Vec<(String, f32)> {
+    let Some(top) = hits.first().map(|h| h.score) else {
+        return Vec::new();
+    };
     let t = if t > 0.0 { t } else { 0.01 };
     let mut votes: Vec<(String, f32)> = Vec::new();
     for h in hits.iter().take(vote_k.max(1)) {
@@ -618,14 +856,82 @@ pub fn vote_category(hits: &[PartitionHit], vote_k: usize, t: f32) -> Option<Cat
             None => votes.push((h.category.clone(), w)),
         }
     }
-    let total: f32 = votes.iter().map(|v| v.1).sum();
-    votes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let mut it = votes.into_iter().map(|(c, w)| (c, w / total));
+    normalised(votes)
+}
+
+/// The model branch: a softmax over the best cosine of any query vector with each category's
+/// centroid (the catalogue's mean embedding of that category), best first.
+pub fn centroid_distribution(
+    vectors: &[Vec<f32>],
+    centroids: &[(String, Vec<f32>)],
+    t: f32,
+) -> Vec<(String, f32)> {
+    let t = if t > 0.0 { t } else { 0.02 };
+    let scores: Vec<(String, f32)> = centroids
+        .iter()
+        .map(|(c, m)| {
+            let best = vectors
+                .iter()
+                .map(|v| v.iter().zip(m).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max);
+            (c.clone(), best)
+        })
+        .collect();
+    let top = scores.iter().map(|s| s.1).fold(f32::NEG_INFINITY, f32::max);
+    normalised(
+        scores
+            .into_iter()
+            .map(|(c, s)| (c, ((s - top) / t).exp()))
+            .collect(),
+    )
+}
+
+fn normalised(mut v: Vec<(String, f32)>) -> Vec<(String, f32)> {
+    let total: f32 = v.iter().map(|x| x.1).sum();
+    if total.is_nan() || total <= 0.0 {
+        return Vec::new();
+    }
+    v.iter_mut().for_each(|x| x.1 /= total);
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+/// Fuses the kNN vote (weight `knn_weight`) with the model branch (the rest) into one
+/// prediction; either may be empty, then the other decides alone. The branches' own top
+/// answers are reported in `branches`.
+pub fn fuse_categories(
+    knn: &[(String, f32)],
+    model: &[(String, f32)],
+    knn_weight: f32,
+) -> Option<CategoryPrediction> {
+    let w = match (knn.is_empty(), model.is_empty()) {
+        (true, true) => return None,
+        (false, true) => 1.0,
+        (true, false) => 0.0,
+        (false, false) => knn_weight.clamp(0.0, 1.0),
+    };
+    let mut fused: Vec<(String, f32)> = Vec::new();
+    for (dist, weight) in [(knn, w), (model, 1.0 - w)] {
+        for (c, p) in dist {
+            match fused.iter_mut().find(|(f, _)| f == c) {
+                Some(f) => f.1 += weight * p,
+                None => fused.push((c.clone(), weight * p)),
+            }
+        }
+    }
+    let mut branches = Vec::new();
+    for (name, dist) in [("knn", knn), ("model", model)] {
+        if let Some((c, p)) = dist.first() {
+            branches.push((name.to_string(), c.clone(), *p));
+        }
+    }
+    let mut it = normalised(fused).into_iter();
     let (category, confidence) = it.next()?;
     Some(CategoryPrediction {
         category,
         confidence,
         alternatives: it.take(4).collect(),
+        branches,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`inference`]: the inference pool, its workers and dynamic batching.
 //! - [`coordinator`]: routing table, item directory, encoder fitting, partition supervision.
 //! - [`partition`]: one shard's actor.
+//! - [`quality`]: query presets (localisation effort) and ingest augmentation.
 //! - [`store`]: a partition's item table.
 //! - [`supervisor`]: the root of the tree.
 //! - [`error`]: [`EngineError`] and its wire codes.
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod inference;
 pub mod partition;
+pub mod quality;
 pub mod store;
 pub mod supervisor;
 
@@ -27,6 +29,7 @@ pub use coordinator::IndexConfig;
 pub use engine::{Engine, EngineConfig, LimitsConfig, SearchConfig};
 pub use error::{EngineError, Result};
 pub use inference::PoolConfig;
+pub use quality::{Preset, QualityConfig};
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,9 @@ pub struct PartitionQuery {
     pub filter: Option<Filter>,
     /// An item id to leave out (search by item).
     pub exclude: Option<String>,
+    /// The query object's colour histogram and its weight in the score
+    /// (`visual + weight × intersection`); no colour term when absent.
+    pub colour: Option<(Vec<f32>, f32)>,
 }
 
 /// One hit from one partition.
@@ -101,6 +104,8 @@ pub enum PartitionMessage {
     GetEmbedding(String, RpcReplyPort<Option<Vec<f32>>>),
     /// Up to `n` embeddings for an encoder fit (evenly spread).
     Sample(usize, RpcReplyPort<Vec<Vec<f32>>>),
+    /// The sum of the partition's embeddings and their count (for the category centroid).
+    EmbeddingSum(RpcReplyPort<(Vec<f32>, usize)>),
     /// Rebuild the shard with a new encoder.
     SetEncoder(EncoderGen),
     /// Counters.
@@ -189,7 +194,7 @@ impl PartitionState {
                     for h in hits {
                         if let Some(r) = self.store.get(h.id) {
                             let (s, vi) = r.best_dot(&q.vectors);
-                            scored.push((s, vi, Some(h.hamming), r));
+                            scored.push((s + colour_term(q, r), vi, Some(h.hamming), r));
                         }
                     }
                 }
@@ -203,7 +208,7 @@ impl PartitionState {
                     continue;
                 }
                 let (s, vi) = r.best_dot(&q.vectors);
-                scored.push((s, vi, None, r));
+                scored.push((s + colour_term(q, r), vi, None, r));
             }
         }
         if let Some(ex) = &q.exclude {
@@ -221,6 +226,16 @@ impl PartitionState {
                 vector,
             })
             .collect()
+    }
+}
+
+/// The colour part of an item's score for a query.
+fn colour_term(q: &PartitionQuery, r: &ItemRecord) -> f32 {
+    match &q.colour {
+        Some((hist, w)) if *w != 0.0 && !r.colour.is_empty() => {
+            w * vsa_models::colour_similarity(hist, &r.colour)
+        }
+        _ => 0.0,
     }
 }
 
@@ -293,6 +308,18 @@ impl Actor for Partition {
                     .map(|(_, r)| r.embedding_f32())
                     .collect();
                 let _ = reply.send(sample);
+            }
+            PartitionMessage::EmbeddingSum(reply) => {
+                let mut sum: Vec<f32> = Vec::new();
+                for (_, r) in state.store.iter() {
+                    if sum.is_empty() {
+                        sum = vec![0.0; r.embedding.len()];
+                    }
+                    for (s, x) in sum.iter_mut().zip(&r.embedding) {
+                        *s += x.to_f32();
+                    }
+                }
+                let _ = reply.send((sum, state.store.len()));
             }
             PartitionMessage::SetEncoder(e) => {
                 let newer = state

@@ -23,6 +23,8 @@ pub struct ItemRecord {
     pub metadata: Vec<(String, String)>,
     /// L2-normalised embedding, f16.
     pub embedding: Vec<f16>,
+    /// Colour histogram of the object (`vsa_models::COLOURS` bins; empty when unknown).
+    pub colour: Vec<f32>,
 }
 
 impl ItemRecord {
@@ -42,6 +44,7 @@ impl ItemRecord {
             attributes,
             metadata,
             embedding: e.into_iter().map(f16::from_f32).collect(),
+            colour: Vec::new(),
         }
     }
 

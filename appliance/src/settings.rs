@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vsa_actors::{IndexConfig, LimitsConfig, PoolConfig, SearchConfig};
+use vsa_actors::{IndexConfig, LimitsConfig, PoolConfig, QualityConfig, SearchConfig};
 
 /// Everything `vsa serve` runs with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,8 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// Search behaviour.
     pub search: SearchConfig,
+    /// Query presets and ingest augmentation.
+    pub quality: QualityConfig,
 }
 
 /// `[server]`
@@ -129,6 +131,9 @@ impl Settings {
         if self.server.max_connections == 0 || self.server.max_in_flight == 0 {
             return bad("server.max_connections and server.max_in_flight must be positive");
         }
+        if let Err(m) = self.quality.validate() {
+            return Err(SettingsError::Invalid(m));
+        }
         if self.server.max_frame < 1024 {
             return bad("server.max_frame must be at least 1024");
         }
@@ -145,6 +150,7 @@ impl Settings {
             index: self.index.clone(),
             limits: self.limits.clone(),
             search: self.search.clone(),
+            quality: self.quality.clone(),
         }
     }
 }

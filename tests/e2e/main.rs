@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod config_doc;
 mod demo;
+mod quality;
 mod serve;

@@ -58,7 +58,8 @@ fn search_scenario(extra_config: &str) {
     for it in &items {
         let r = search_image(&mut client, std::fs::read(&it.path).unwrap(), 5);
         assert_eq!(r.hits[0].id, it.id, "query {}: {:?}", it.id, ids(&r));
-        assert!(r.hits[0].score > 0.99, "{}: {}", it.id, r.hits[0].score);
+        // Not ~1: the index vector folds in rotated copies and the query is a localised crop.
+        assert!(r.hits[0].score > 0.5, "{}: {}", it.id, r.hits[0].score);
         assert_eq!(
             r.category.as_ref().map(|c| c.category.as_str()),
             Some(it.category.as_str())

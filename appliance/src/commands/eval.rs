@@ -67,6 +67,9 @@ pub struct EvalArgs {
     /// Exit 1 when recall@10 is below this.
     #[arg(long, value_name = "X")]
     pub min_recall10: Option<f64>,
+    /// The server-side quality preset of every query (the server's default when absent).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
     /// Pipelining window of the ingest.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub in_flight: u32,
@@ -84,6 +87,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         ingest: !args.no_ingest,
         in_flight: args.in_flight as usize,
         progress: true,
+        preset: args.preset.clone(),
         ..EvalSettings::default()
     };
     let options = args.conn.options("eval");
@@ -321,6 +325,8 @@ pub struct EvalSettings {
     pub progress: bool,
     /// Backoff for retryable answers.
     pub retry: RetryPolicy,
+    /// The quality preset every query asks for.
+    pub preset: Option<String>,
 }
 
 impl Default for EvalSettings {
@@ -332,6 +338,7 @@ impl Default for EvalSettings {
             in_flight: 32,
             progress: false,
             retry: RetryPolicy::default(),
+            preset: None,
         }
     }
 }
@@ -397,6 +404,11 @@ pub struct EvalReport {
     pub server_timings_p50_ms: Vec<(String, f64)>,
     /// The ingest, when one ran.
     pub ingest: Option<IngestReport>,
+    /// Category top-1 over all queries of each prediction branch the server reported
+    /// (`knn`: the neighbours' vote, `model`: nearest category centroid) and of the fused
+    /// answer (`fused`), in that order (a JSON object).
+    #[serde(serialize_with = "stage_map")]
+    pub category_branches: Vec<(String, f64)>,
 }
 
 fn stage_map<S: serde::Serializer>(
@@ -421,6 +433,8 @@ struct Answered {
     line: ResultLine,
     latency: Duration,
     timings: Vec<(String, u64)>,
+    /// `(branch, predicted category)` as the server reported them.
+    branches: Vec<(String, String)>,
 }
 
 /// Ingests the catalogue (unless told not to), runs every query and grades the answers.
@@ -455,6 +469,7 @@ pub async fn evaluate(
         let (options, addr) = (options.clone(), addr.to_owned());
         let (queries, next, bar) = (queries.clone(), next.clone(), bar.clone());
         let (k, retry) = (settings.k, settings.retry);
+        let preset = settings.preset.clone();
         workers.spawn(async move {
             let mut client = client_common::connect(&addr, options).await?;
             let mut done = Vec::new();
@@ -463,7 +478,7 @@ pub async fn evaluate(
                 let Some(query) = queries.get(i) else {
                     break;
                 };
-                match run_query(&mut client, query, k, retry).await {
+                match run_query(&mut client, query, k, preset.as_deref(), retry).await {
                     Ok(Ok(answered)) => done.push((i, answered)),
                     Ok(Err((code, message))) => {
                         let line = format!("query {}: {code}: {message}", query.id);
@@ -526,6 +541,28 @@ fn grade(
         })
         .collect();
     let failed = evalset.queries.len() - answered.len();
+    let truth: HashMap<&str, &str> = evalset
+        .queries
+        .iter()
+        .map(|q| (q.id.as_str(), q.category.as_str()))
+        .collect();
+    let mut branch_hits: Vec<(String, usize)> = Vec::new();
+    for a in &answered {
+        let want = truth.get(a.line.query.as_str()).copied();
+        let fused = a.line.category.clone().map(|c| ("fused".to_string(), c));
+        for (branch, got) in a.branches.iter().cloned().chain(fused) {
+            let ok = usize::from(want == Some(got.as_str()));
+            match branch_hits.iter_mut().find(|(b, _)| *b == branch) {
+                Some(b) => b.1 += ok,
+                None => branch_hits.push((branch, ok)),
+            }
+        }
+    }
+    let n = evalset.queries.len().max(1) as f64;
+    let category_branches = branch_hits
+        .into_iter()
+        .map(|(b, ok)| (b, round4(ok as f64 / n)))
+        .collect();
     EvalOutcome {
         report: EvalReport {
             metrics,
@@ -535,6 +572,7 @@ fn grade(
             latency_ms,
             server_timings_p50_ms,
             ingest,
+            category_branches,
         },
         lines: answered.into_iter().map(|a| a.line).collect(),
     }
@@ -546,6 +584,7 @@ async fn run_query(
     client: &mut Client,
     query: &EvalQuery,
     k: u32,
+    preset: Option<&str>,
     retry: RetryPolicy,
 ) -> Result<Result<Answered, (String, String)>, String> {
     let bytes = match tokio::fs::read(&query.image).await {
@@ -555,7 +594,8 @@ async fn run_query(
             return Ok(Err((ingest::CODE_UNREADABLE_IMAGE.into(), message)));
         }
     };
-    let request = SearchRequest::new(QueryInput::Image(bytes), k);
+    let mut request = SearchRequest::new(QueryInput::Image(bytes), k);
+    request.options.preset = preset.map(str::to_owned);
     let mut retries = 0;
     loop {
         let message = Request::Search(request.clone());
@@ -599,7 +639,14 @@ fn answered(query: &EvalQuery, response: SearchResponse, latency: Duration) -> A
         .map(|hit| hit.id)
         .filter(|id| seen.insert(id.clone()))
         .collect();
+    let branches = response.category.as_ref().map_or_else(Vec::new, |c| {
+        c.branches
+            .iter()
+            .map(|(b, cat, _)| (b.clone(), cat.clone()))
+            .collect()
+    });
     Answered {
+        branches,
         line: ResultLine {
             query: query.id.clone(),
             results,
@@ -689,6 +736,14 @@ pub fn render_report(dir: &Path, r: &EvalReport) -> String {
             .map(|(stage, p50)| format!("{stage} {p50:.2} ms"))
             .collect();
         out.push_str(&format!("server p50: {}\n", stages.join(", ")));
+    }
+    if !r.category_branches.is_empty() {
+        let branches: Vec<String> = r
+            .category_branches
+            .iter()
+            .map(|(b, acc)| format!("{b} {acc:.4}"))
+            .collect();
+        out.push_str(&format!("category by branch: {}\n", branches.join(", ")));
     }
     out
 }
@@ -880,6 +935,7 @@ mod tests {
                         category: category.to_owned(),
                         confidence: 1.0,
                         alternatives: vec![],
+                        branches: vec![],
                     }),
                     roi: None,
                     timings: vec![("embed".into(), 2000), ("total".into(), 3000)],
@@ -981,6 +1037,7 @@ mod tests {
             concurrency: 1,
             limit: Some(2),
             min_recall10: Some(min_recall10),
+            preset: None,
             in_flight: 32,
         };
         let first = args(0.6);

@@ -50,6 +50,9 @@ pub struct SearchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Write the photo with the searched region drawn on it (PNG) to this file.
+    #[arg(long, value_name = "OUT.png")]
+    pub show_roi: Option<PathBuf>,
 }
 
 /// Parses `--where key=v1,v2` into a clause (AND across clauses, OR within the values).
@@ -141,12 +144,44 @@ pub fn run(args: SearchArgs) -> anyhow::Result<i32> {
         (None, Some(path)) => path.display().to_string(),
         (None, None) => String::new(),
     };
+    if let (Some(out), Some(image)) = (&args.show_roi, &args.image) {
+        draw_roi(image, response.roi, out)?;
+    }
     if args.json {
         println!("{}", render_json(&query, &response, args.explain)?);
     } else {
         print!("{}", render_table(&response, args.explain, Some(wall)));
     }
     Ok(0)
+}
+
+/// Draws `roi` (if any) as a 3-pixel red frame on the photo and writes it as PNG.
+pub fn draw_roi(
+    image: &std::path::Path,
+    roi: Option<BoxXywh>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(image)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", image.display()))?;
+    let mut img = vsa_models::decode_rgb(&bytes, &vsa_models::DecodeLimits::default())
+        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", image.display()))?;
+    if let Some(b) = roi {
+        let (w, h) = img.dimensions();
+        let red = vsa_models::image::Rgb([255u8, 0, 0]);
+        let (x0, y0) = (b.x.min(w.saturating_sub(1)), b.y.min(h.saturating_sub(1)));
+        let (x1, y1) = ((b.x + b.w).min(w), (b.y + b.h).min(h));
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let edge = x < x0 + 3 || x + 3 >= x1 || y < y0 + 3 || y + 3 >= y1;
+                if edge {
+                    img.put_pixel(x, y, red);
+                }
+            }
+        }
+    }
+    img.save_with_format(out, vsa_models::image::ImageFormat::Png)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -415,6 +450,7 @@ mod tests {
                 category: "animals".into(),
                 confidence: 0.875,
                 alternatives: vec![("food/fruit".into(), 0.1)],
+                branches: vec![],
             }),
             roi: Some(BoxXywh {
                 x: 1,

@@ -128,4 +128,7 @@ pub struct CategoryPrediction {
     pub confidence: f32,
     /// Runner-up categories with their confidences.
     pub alternatives: Vec<(String, f32)>,
+    /// What each branch predicted before fusion: `(branch, category, confidence)`, e.g.
+    /// `("knn", ..)` (the neighbours' vote) and `("model", ..)` (nearest category centroid).
+    pub branches: Vec<(String, String, f32)>,
 }

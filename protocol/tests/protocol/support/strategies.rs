@@ -147,6 +147,7 @@ fn search_response() -> impl Strategy<Value = SearchResponse> {
                 category,
                 confidence,
                 alternatives,
+                branches: Vec::new(),
             }
         });
     (

@@ -1,0 +1,150 @@
+//! Search-quality settings: the named query presets (how much localisation work a query gets)
+//! and the ingest-side augmentation (rotated copies folded into one index vector).
+//!
+//! A preset says how the query photo becomes 1–8 query vectors:
+//! - `plain`: the whole photo at the model's input size (what vsa did before localisation);
+//! - `fast`: the whole photo once at 448×352 for the feature map, localise, one crop at 224,
+//!   plus the map averaged inside the box (free);
+//! - `best`: the same at 640×480 with three crops (three threshold levels).
+//!
+//! See docs/QUALITY.md for what each costs and buys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One query preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Preset {
+    /// Localise the object before embedding (false: the whole photo only).
+    pub localise: bool,
+    /// Width of the whole-photo pass that gives the feature map (multiple of 32).
+    pub map_width: u32,
+    /// Height of that pass (multiple of 32).
+    pub map_height: u32,
+    /// Crops embedded at the model's input size (0–3; one per threshold level).
+    pub crops: usize,
+    /// Add the feature map averaged inside the first box as a query vector.
+    pub map_vector: bool,
+    /// Add the whole photo's pooled embedding from the map pass as a query vector.
+    pub whole_vector: bool,
+    /// Also embed the whole photo at the model's input size (one more crop): keeps
+    /// catalogue-like photos (the object fills the frame) safe from a bad box.
+    pub whole_crop: bool,
+    /// Each square box shrinks by this fraction of its side (0.05 = 5 %).
+    pub shrink: f32,
+    /// Weight of the colour histogram intersection in the score (0: visual only).
+    pub colour_weight: f32,
+    /// Category fusion: weight of the kNN vote; the model branch (nearest category
+    /// centroid) gets the rest.
+    pub knn_weight: f32,
+    /// Search only the partitions of this many categories predicted by the model branch
+    /// before the search (0: all); `options.scope` overrides it.
+    pub top_categories: u32,
+}
+
+impl Default for Preset {
+    fn default() -> Self {
+        Preset {
+            localise: true,
+            map_width: 640,
+            map_height: 480,
+            crops: 3,
+            map_vector: true,
+            whole_vector: false,
+            whole_crop: false,
+            shrink: 0.05,
+            colour_weight: 0.0,
+            knn_weight: 0.5,
+            top_categories: 0,
+        }
+    }
+}
+
+/// `[quality]`: presets and ingest augmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// The preset a request without `options.preset` gets.
+    pub default_preset: String,
+    /// Named presets (the built-in `plain`, `fast` and `best` can be overridden).
+    pub presets: BTreeMap<String, Preset>,
+    /// Rotations (degrees) embedded at ingest; the item's index vector is the normalised sum.
+    pub ingest_rotations: Vec<f32>,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        let mut presets = BTreeMap::new();
+        presets.insert(
+            "plain".to_string(),
+            Preset {
+                localise: false,
+                crops: 0,
+                map_vector: false,
+                ..Preset::default()
+            },
+        );
+        presets.insert(
+            "fast".to_string(),
+            Preset {
+                map_width: 448,
+                map_height: 352,
+                crops: 1,
+                ..Preset::default()
+            },
+        );
+        presets.insert(
+            "best".to_string(),
+            Preset {
+                whole_crop: true,
+                ..Preset::default()
+            },
+        );
+        QualityConfig {
+            default_preset: "best".to_string(),
+            presets,
+            ingest_rotations: vec![0.0, 10.0, -10.0, 20.0, -20.0],
+        }
+    }
+}
+
+impl QualityConfig {
+    /// Checks what types cannot; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.presets.contains_key(&self.default_preset) {
+            return Err(format!(
+                "quality.default_preset {:?} is not a preset",
+                self.default_preset
+            ));
+        }
+        for (name, p) in &self.presets {
+            if p.localise
+                && (p.map_width == 0
+                    || p.map_height == 0
+                    || p.map_width % 32 != 0
+                    || p.map_height % 32 != 0
+                    || p.map_width > 2048
+                    || p.map_height > 2048)
+            {
+                return Err(format!(
+                    "quality.presets.{name}: map_width and map_height must be positive multiples of 32 up to 2048"
+                ));
+            }
+            if p.crops > 3 {
+                return Err(format!("quality.presets.{name}.crops must be 0..=3"));
+            }
+            if !(0.0..0.9).contains(&p.shrink) {
+                return Err(format!("quality.presets.{name}.shrink must be in [0, 0.9)"));
+            }
+        }
+        if self.ingest_rotations.is_empty()
+            || self.ingest_rotations.len() > 16
+            || self.ingest_rotations.iter().any(|a| !a.is_finite())
+        {
+            return Err("quality.ingest_rotations must hold 1..=16 finite angles".into());
+        }
+        Ok(())
+    }
+}
