@@ -66,7 +66,7 @@ impl Default for IndexConfig {
             dims: 256,
             candidates: 500,
             partition_timeout_ms: 2000,
-            prototypes: 64,
+            prototypes: 1024,
         }
     }
 }

@@ -2,8 +2,9 @@
 
 use vsa_index::Filter;
 
-use crate::engine::vote_category;
+use crate::engine::{centroid_distribution, fuse_categories, vote_category, vote_distribution};
 use crate::partition::PartitionHit;
+use crate::quality::QualityConfig;
 use crate::store::{ItemRecord, ItemStore};
 
 fn record(id: &str, e: &[f32], attrs: &[(&str, &str)]) -> ItemRecord {
@@ -93,4 +94,45 @@ fn category_vote_weights_close_neighbours() {
     // Only the top vote_k neighbours vote.
     assert_eq!(vote_category(&hits, 1, 10.0).unwrap().category, "A");
     assert!(vote_category(&[], 30, 0.01).is_none());
+}
+
+#[test]
+fn category_branches_fuse_and_are_reported() {
+    let hits = vec![hit("a", "x", 0.9), hit("b", "x", 0.89), hit("c", "y", 0.7)];
+    let knn = vote_distribution(&hits, 30, 0.01);
+    assert_eq!(knn[0].0, "x");
+    let centroids = vec![
+        ("x".to_string(), vec![1.0, 0.0]),
+        ("y".to_string(), vec![0.0, 1.0]),
+    ];
+    let model = centroid_distribution(&[vec![0.0, 1.0]], &centroids, 0.02);
+    assert_eq!(model[0].0, "y");
+    assert!((model.iter().map(|m| m.1).sum::<f32>() - 1.0).abs() < 1e-5);
+    // The kNN vote wins at weight 1, the model at weight 0, both branches are reported.
+    let p = fuse_categories(&knn, &model, 1.0).expect("prediction");
+    assert_eq!(p.category, "x");
+    assert_eq!(p.branches.len(), 2);
+    assert_eq!(p.branches[1].1, "y");
+    assert_eq!(fuse_categories(&knn, &model, 0.0).expect("p").category, "y");
+    // Either branch alone decides when the other is empty.
+    assert_eq!(fuse_categories(&[], &model, 1.0).expect("p").category, "y");
+    assert!(fuse_categories(&[], &[], 0.5).is_none());
+}
+
+#[test]
+fn quality_presets_validate() {
+    let q = QualityConfig::default();
+    assert!(q.validate().is_ok());
+    assert!(q.presets.contains_key("fast") && q.presets.contains_key("plain"));
+    let mut bad = q.clone();
+    bad.default_preset = "nope".into();
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    if let Some(p) = bad.presets.get_mut("best") {
+        p.map_width = 100;
+    }
+    assert!(bad.validate().is_err());
+    let mut bad = q;
+    bad.ingest_rotations.clear();
+    assert!(bad.validate().is_err());
 }

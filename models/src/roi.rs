@@ -79,9 +79,17 @@ pub fn kmeans(vectors: &[Vec<f32>], dim: usize, k: usize, iterations: usize) -> 
     let mut assign = vec![0usize; n];
     for _ in 0..iterations.max(1) {
         let mut changed = false;
+        // Assignment as one GEMM: (n × d) · (d × k).
+        let flat: Vec<f32> = centroids.iter().flatten().copied().collect();
+        let (Ok(x), Ok(c)) = (
+            ndarray::ArrayView2::from_shape((n, dim), &rows.data),
+            ndarray::ArrayView2::from_shape((k, dim), &flat),
+        ) else {
+            break;
+        };
+        let scores = x.dot(&c.t());
         for (i, a) in assign.iter_mut().enumerate() {
-            let v = rows.row(i);
-            let best = best_of(v, centroids.iter().map(Vec::as_slice)).0;
+            let best = best_of_scores(scores.row(i).iter().copied());
             changed |= *a != best;
             *a = best;
         }
@@ -107,40 +115,44 @@ pub fn kmeans(vectors: &[Vec<f32>], dim: usize, k: usize, iterations: usize) -> 
     Prototypes::from_rows(&centroids, dim)
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn best_of<'a>(v: &[f32], rows: impl Iterator<Item = &'a [f32]>) -> (usize, f32) {
+fn best_of_scores(scores: impl Iterator<Item = f32>) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
-    for (i, r) in rows.enumerate() {
-        let s = dot(v, r);
+    for (i, s) in scores.enumerate() {
         if s > best.1 {
             best = (i, s);
         }
     }
-    best
+    best.0
 }
 
 /// The "looks like some product" map: for each cell (row-major, `height × width`), the best
 /// cosine between the normalised cell vector and any prototype.
 pub fn similarity_map(fm: &FeatureMap, prototypes: &Prototypes) -> Vec<f32> {
     let cells = fm.height * fm.width;
-    if prototypes.is_empty() || prototypes.dim != fm.channels {
+    if prototypes.is_empty()
+        || prototypes.dim != fm.channels
+        || fm.data.len() != cells * fm.channels
+    {
         return vec![0.0; cells];
     }
-    // Transpose once to cell-major vectors.
-    let mut cellv = vec![0.0f32; cells * fm.channels];
-    for c in 0..fm.channels {
-        for i in 0..cells {
-            cellv[i * fm.channels + c] = fm.data[c * cells + i];
-        }
-    }
+    // One GEMM: (P × C) · (C × cells) → P × cells, then the best prototype per cell divided
+    // by the cell's norm (normalising the cell after the product is the same cosine).
+    let (Ok(fmap), Ok(protos)) = (
+        ndarray::ArrayView2::from_shape((fm.channels, cells), &fm.data),
+        ndarray::ArrayView2::from_shape((prototypes.len(), prototypes.dim), &prototypes.data),
+    ) else {
+        return vec![0.0; cells];
+    };
+    let scores = protos.dot(&fmap);
+    let norms = fmap.map_axis(ndarray::Axis(0), |col| col.dot(&col).sqrt());
     (0..cells)
         .map(|i| {
-            let v = &mut cellv[i * fm.channels..(i + 1) * fm.channels];
-            crate::l2_normalise(v);
-            best_of(v, (0..prototypes.len()).map(|p| prototypes.row(p))).1
+            let best = scores
+                .column(i)
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            if norms[i] > 0.0 { best / norms[i] } else { 0.0 }
         })
         .collect()
 }
