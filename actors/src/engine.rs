@@ -551,6 +551,7 @@ impl Engine {
             filter,
             exclude,
             colour,
+            second_weight: preset.second_weight,
         });
         let t = Instant::now();
         let timeout = self.inner.config.index.partition_timeout_ms;

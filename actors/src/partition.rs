@@ -42,6 +42,8 @@ pub struct PartitionQuery {
     /// The query object's colour histogram and its weight in the score
     /// (`visual + weight × intersection`); no colour term when absent.
     pub colour: Option<(Vec<f32>, f32)>,
+    /// Weight of an item's second-best query vector in its score (0: best-of only).
+    pub second_weight: f32,
 }
 
 /// One hit from one partition.
@@ -193,7 +195,7 @@ impl PartitionState {
                 Ok(hits) => {
                     for h in hits {
                         if let Some(r) = self.store.get(h.id) {
-                            let (s, vi) = r.best_dot(&q.vectors);
+                            let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
                             scored.push((s + colour_term(q, r), vi, Some(h.hamming), r));
                         }
                     }
@@ -207,7 +209,7 @@ impl PartitionState {
                 if q.filter.as_ref().is_some_and(|f| !r.matches(f)) {
                     continue;
                 }
-                let (s, vi) = r.best_dot(&q.vectors);
+                let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
                 scored.push((s + colour_term(q, r), vi, None, r));
             }
         }

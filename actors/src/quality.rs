@@ -36,6 +36,8 @@ pub struct Preset {
     pub shrink: f32,
     /// Weight of the colour histogram intersection in the score (0: visual only).
     pub colour_weight: f32,
+    /// An item's score adds this share of its second-best query vector's cosine (0: best-of).
+    pub second_weight: f32,
     /// Category fusion: weight of the kNN vote; the model branch (nearest category
     /// centroid) gets the rest.
     pub knn_weight: f32,
@@ -56,6 +58,7 @@ impl Default for Preset {
             whole_crop: false,
             shrink: 0.05,
             colour_weight: 0.0,
+            second_weight: 0.0,
             // Measured on clipart-public-v1: the centroid branch alone is weak (0.37) and
             // any weight on it cost category accuracy; it is reported, not mixed in.
             knn_weight: 1.0,

@@ -70,6 +70,30 @@ impl ItemRecord {
         best
     }
 
+    /// Like [`ItemRecord::best_dot`], plus `second_weight` × the second-best dot product:
+    /// an item several of the query's crops agree on ranks above one a single crop likes.
+    pub fn best_dot_with_second(&self, queries: &[Vec<f32>], second_weight: f32) -> (f32, u8) {
+        if second_weight == 0.0 || queries.len() < 2 {
+            return self.best_dot(queries);
+        }
+        let mut best = (f32::NEG_INFINITY, 0u8);
+        let mut second = f32::NEG_INFINITY;
+        for (qi, q) in queries.iter().enumerate() {
+            let s: f32 = q
+                .iter()
+                .zip(&self.embedding)
+                .map(|(a, b)| a * b.to_f32())
+                .sum();
+            if s > best.0 {
+                second = best.0;
+                best = (s, u8::try_from(qi).unwrap_or(u8::MAX));
+            } else if s > second {
+                second = s;
+            }
+        }
+        (best.0 + second_weight * second, best.1)
+    }
+
     /// True when the item satisfies the filter (AND across clauses, OR within).
     pub fn matches(&self, filter: &Filter) -> bool {
         filter.clauses.iter().all(|(key, values)| {
