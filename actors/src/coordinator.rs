@@ -22,8 +22,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,15 @@ use tokio::sync::watch;
 use vsa_index::{Encoder, EncoderConfig};
 use vsa_models::Prototypes;
 
-use crate::partition::{EncoderGen, Partition, PartitionArguments, PartitionMessage};
+use crate::durability::manifest::{self, Checkpoint, CheckpointManifest, ShardSnapshot};
+use crate::durability::record::{DiskItem, WalOp, WalRecord, encode_record};
+use crate::durability::recovery::{self, Recovered};
+use crate::durability::wal::{AppendAck, WalStats, WalWriter};
+use crate::durability::{DurabilityError, StorageConfig};
+use crate::error::EngineError;
+use crate::partition::{
+    EncoderGen, Partition, PartitionArguments, PartitionMessage, SnapshotWritten,
+};
 use crate::store::ItemRecord;
 
 /// Index and routing settings.
@@ -85,6 +94,9 @@ pub struct PartitionSlot {
     pub shard: usize,
     /// The live actor.
     pub actor: ActorRef<PartitionMessage>,
+    /// Being rebuilt from disk after a failure: searches skip it (and say `degraded`),
+    /// writes to it wait in the coordinator.
+    pub recovering: bool,
 }
 
 /// The routing table queries read; replaced (never mutated) on every change.
@@ -103,6 +115,12 @@ pub struct RoutingTable {
     pub centroids: Option<Arc<CategoryCentroids>>,
     /// Partitions restarted since boot.
     pub restarts: u64,
+    /// What boot recovery had to skip (empty: clean, or no data folder).
+    pub recovery_report: Arc<Vec<String>>,
+    /// Log writer counters (absent without a data folder).
+    pub wal: Option<Arc<WalStats>>,
+    /// Sequence number of the newest checkpoint (0: none yet).
+    pub checkpoint_seq: u64,
 }
 
 impl RoutingTable {
@@ -145,15 +163,20 @@ pub struct CoordinatorArguments {
     pub config: IndexConfig,
     /// Where routing tables are published.
     pub routing: watch::Sender<Arc<RoutingTable>>,
+    /// Durability settings (the data folder).
+    pub storage: StorageConfig,
 }
+
+/// Answer to a write: its outcome, or why it was not accepted (nothing applied).
+pub type WriteReply = RpcReplyPort<Result<WriteOutcome, EngineError>>;
 
 /// Messages of the coordinator.
 #[derive(Debug)]
 pub enum CoordinatorMessage {
     /// Insert or replace an item.
-    Upsert(ItemRecord, RpcReplyPort<WriteOutcome>),
+    Upsert(ItemRecord, WriteReply),
     /// Delete an item by id.
-    Delete(String, RpcReplyPort<WriteOutcome>),
+    Delete(String, WriteReply),
     /// Which shard holds an id.
     Locate(String, RpcReplyPort<Option<PartitionSlot>>),
     /// Fault injection: panic the named partition. Replies whether it exists.
@@ -162,6 +185,34 @@ pub enum CoordinatorMessage {
     FitDone(FitResult),
     /// Total items in the directory.
     ItemCount(RpcReplyPort<u64>),
+    /// Fault injection: stall the named partition for `ms`. Replies whether it exists.
+    StallPartition(String, u64, RpcReplyPort<bool>),
+    /// Rebuild a failed shard from disk (sent on failure, and again after a failed try).
+    RecoverShard(String, usize),
+    /// A shard's recovery finished.
+    ShardRecovered(String, usize, Result<Recovered, String>),
+    /// Snapshot every shard now (a checkpoint); replies with a summary.
+    Checkpoint(Option<RpcReplyPort<Result<String, String>>>),
+    /// A checkpoint's snapshots are written (or one failed).
+    CheckpointDone(
+        Result<Checkpoint, String>,
+        Option<RpcReplyPort<Result<String, String>>>,
+    ),
+    /// Periodic: start a checkpoint when due.
+    Tick,
+}
+
+/// The durable side of the coordinator.
+#[derive(Debug)]
+struct Storage {
+    dir: PathBuf,
+    config: StorageConfig,
+    wal: WalWriter,
+    manifest: CheckpointManifest,
+    checkpointing: bool,
+    log_bytes_since: u64,
+    writes_since: u64,
+    last_checkpoint: Instant,
 }
 
 /// State of the coordinator.
@@ -177,9 +228,66 @@ pub struct CoordinatorState {
     fitted_at: usize,
     prototypes_at: usize,
     generation: u64,
+    storage: Option<Storage>,
+    /// Writes for shards being recovered, in order.
+    pending: HashMap<(String, usize), Vec<PartitionMessage>>,
 }
 
 impl CoordinatorState {
+    /// Appends a write to the log (when durable); `Ok(None)` without a data folder.
+    fn log(&mut self, seq: u64, op: WalOp) -> Result<Option<AppendAck>, EngineError> {
+        let Some(storage) = &mut self.storage else {
+            return Ok(None);
+        };
+        let bytes = encode_record(&WalRecord { seq, op })
+            .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        let len = bytes.len() as u64;
+        match storage.wal.append(seq, bytes) {
+            Ok(ack) => {
+                storage.log_bytes_since += len;
+                storage.writes_since += 1;
+                Ok(Some(ack))
+            }
+            Err(DurabilityError::Unavailable(m)) if m.contains("full") => {
+                Err(EngineError::Busy("the write-ahead log queue is full"))
+            }
+            Err(e) => Err(EngineError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// What a write to `(category, shard)` watches if the shard dies before answering.
+    fn rebuild_watch(&self, category: &str, shard: usize) -> Option<RebuildWatch> {
+        self.storage.as_ref()?;
+        let slot = self.slot(category, shard)?;
+        Some((
+            self.routing.subscribe(),
+            category.to_string(),
+            shard,
+            slot.actor.get_id(),
+        ))
+    }
+
+    /// Sends a write to a shard, or queues it while the shard recovers.
+    fn deliver(&mut self, category: &str, shard: usize, msg: PartitionMessage) {
+        let Some(slot) = self.slot(category, shard) else {
+            return;
+        };
+        if slot.recovering {
+            self.pending
+                .entry((category.to_string(), shard))
+                .or_default()
+                .push(msg);
+            return;
+        }
+        // Dead but not yet reported: keep the write for the rebuilt shard.
+        if let Err(ractor::MessagingErr::SendErr(msg)) = slot.actor.send_message(msg) {
+            self.pending
+                .entry((category.to_string(), shard))
+                .or_default()
+                .push(msg);
+        }
+    }
+
     fn publish(&mut self) {
         self.table.epoch += 1;
         self.routing.send_replace(Arc::new(self.table.clone()));
@@ -208,6 +316,7 @@ async fn spawn_partition(
     category: &str,
     shard: usize,
     encoder: Option<EncoderGen>,
+    initial: Vec<ItemRecord>,
 ) -> Result<PartitionSlot, ActorProcessingErr> {
     let name = partition_name(category, shard);
     let (actor, _) = Actor::spawn_linked(
@@ -217,6 +326,7 @@ async fn spawn_partition(
             name: name.clone(),
             category: category.to_string(),
             encoder,
+            initial,
         },
         supervisor,
     )
@@ -226,6 +336,7 @@ async fn spawn_partition(
         category: category.to_string(),
         shard,
         actor,
+        recovering: false,
     })
 }
 
@@ -236,7 +347,7 @@ impl Actor for Coordinator {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = CoordinatorState {
@@ -249,9 +360,24 @@ impl Actor for Coordinator {
             fitted_at: 0,
             prototypes_at: 0,
             generation: 0,
+            storage: None,
+            pending: HashMap::new(),
         };
         state.table.epoch = state.routing.borrow().epoch;
+        if let Some(dir) = args.storage.dir.clone() {
+            boot_recovery(&myself, &mut state, dir, args.storage).await?;
+            let me = myself.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if me.send_message(CoordinatorMessage::Tick).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         state.publish();
+        maybe_fit(&myself, &mut state);
         Ok(state)
     }
 
@@ -263,10 +389,32 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             CoordinatorMessage::Upsert(record, reply) => {
-                state.seq += 1;
-                let seq = state.seq;
                 let shard = state.shard_of(&record.id);
                 let category = record.category.clone();
+                let previous = state.directory.get(&record.id).cloned();
+                let moved = previous
+                    .as_ref()
+                    .is_some_and(|(c, s)| c != &category || *s != shard);
+                let evict = previous
+                    .clone()
+                    .filter(|_| moved)
+                    .map(|(c, s)| (c, s as u32));
+                let seq = state.seq + 1;
+                let ack = match state.log(
+                    seq,
+                    WalOp::Upsert {
+                        item: DiskItem::from(&record),
+                        shard: shard as u32,
+                        evict,
+                    },
+                ) {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                state.seq = seq;
                 if !state.table.categories.contains_key(&category) {
                     let n = state.config.shards_per_category.max(1);
                     let mut slots = Vec::with_capacity(n);
@@ -277,6 +425,7 @@ impl Actor for Coordinator {
                                 &category,
                                 i,
                                 state.table.encoder.clone(),
+                                Vec::new(),
                             )
                             .await?,
                         );
@@ -284,69 +433,69 @@ impl Actor for Coordinator {
                     state.table.categories.insert(category.clone(), slots);
                     state.publish();
                 }
-                let previous = state
+                state
                     .directory
                     .insert(record.id.clone(), (category.clone(), shard));
-                let moved = previous
-                    .as_ref()
-                    .is_some_and(|(c, s)| c != &category || *s != shard);
-                if moved
-                    && let Some((c, s)) = &previous
-                    && let Some(old) = state.slot(c, *s)
-                {
-                    let _ = old
-                        .actor
-                        .send_message(PartitionMessage::Delete(record.id.clone(), None));
+                if moved && let Some((c, s)) = &previous {
+                    state.deliver(c, *s, PartitionMessage::Delete(record.id.clone(), None));
                 }
-                let Some(slot) = state.slot(&category, shard) else {
-                    return Err(format!("no shard {shard} for category {category}").into());
-                };
-                // The partition answers the caller directly; map its bool to the outcome.
+                // The partition answers through this port; the caller hears once the log has
+                // the write too.
+                let existed_before = previous.is_some();
+                let rebuilt = state.rebuild_watch(&category, shard);
                 let (tx, rx) = ractor::concurrency::oneshot();
-                slot.actor
-                    .send_message(PartitionMessage::Upsert(record, tx.into()))
-                    .map_err(|e| format!("partition {}: {e}", slot.name))?;
-                let existed_elsewhere = moved;
+                state.deliver(
+                    &category,
+                    shard,
+                    PartitionMessage::Upsert(record, tx.into()),
+                );
                 tokio::spawn(async move {
-                    if let Ok(replaced) = rx.await {
-                        let _ = reply.send(WriteOutcome {
-                            seq,
-                            existed: replaced || existed_elsewhere,
-                        });
-                    }
+                    let applied = rx.await.ok();
+                    let reply_with = settle(applied, ack, rebuilt).await;
+                    let _ = reply.send(reply_with.map(|replaced| WriteOutcome {
+                        seq,
+                        existed: replaced.unwrap_or(existed_before) || moved,
+                    }));
                 });
                 maybe_fit(&myself, state);
             }
             CoordinatorMessage::Delete(id, reply) => {
-                state.seq += 1;
-                let seq = state.seq;
-                match state.directory.remove(&id) {
-                    None => {
-                        let _ = reply.send(WriteOutcome {
-                            seq,
-                            existed: false,
-                        });
-                    }
-                    Some((c, s)) => match state.slot(&c, s) {
-                        Some(slot) => {
-                            let (tx, rx) = ractor::concurrency::oneshot();
-                            let _ = slot
-                                .actor
-                                .send_message(PartitionMessage::Delete(id, Some(tx.into())));
-                            tokio::spawn(async move {
-                                if let Ok(existed) = rx.await {
-                                    let _ = reply.send(WriteOutcome { seq, existed });
-                                }
-                            });
-                        }
-                        None => {
-                            let _ = reply.send(WriteOutcome {
-                                seq,
-                                existed: false,
-                            });
-                        }
+                let Some((c, s)) = state.directory.get(&id).cloned() else {
+                    let _ = reply.send(Ok(WriteOutcome {
+                        seq: state.seq,
+                        existed: false,
+                    }));
+                    return Ok(());
+                };
+                let seq = state.seq + 1;
+                let ack = match state.log(
+                    seq,
+                    WalOp::Delete {
+                        id: id.clone(),
+                        category: c.clone(),
+                        shard: s as u32,
                     },
-                }
+                ) {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                state.seq = seq;
+                state.directory.remove(&id);
+                let rebuilt = state.rebuild_watch(&c, s);
+                let (tx, rx) = ractor::concurrency::oneshot();
+                state.deliver(&c, s, PartitionMessage::Delete(id, Some(tx.into())));
+                tokio::spawn(async move {
+                    let applied = rx.await.ok();
+                    let reply_with = settle(applied, ack, rebuilt).await;
+                    // The directory had it: it existed, even if the shard died meanwhile.
+                    let _ = reply.send(reply_with.map(|existed| WriteOutcome {
+                        seq,
+                        existed: existed.unwrap_or(true),
+                    }));
+                });
             }
             CoordinatorMessage::Locate(id, reply) => {
                 let slot = state
@@ -360,6 +509,13 @@ impl Actor for Coordinator {
                 let slot = state.table.slots().find(|s| s.name == name);
                 let found = slot
                     .map(|s| s.actor.send_message(PartitionMessage::Panic).is_ok())
+                    .unwrap_or(false);
+                let _ = reply.send(found);
+            }
+            CoordinatorMessage::StallPartition(name, ms, reply) => {
+                let slot = state.table.slots().find(|s| s.name == name);
+                let found = slot
+                    .map(|s| s.actor.send_message(PartitionMessage::Stall(ms)).is_ok())
                     .unwrap_or(false);
                 let _ = reply.send(found);
             }
@@ -385,10 +541,13 @@ impl Actor for Coordinator {
                         generation: state.generation,
                         encoder,
                     };
-                    for slot in state.table.slots() {
-                        let _ = slot
-                            .actor
-                            .send_message(PartitionMessage::SetEncoder(eg.clone()));
+                    let targets: Vec<(String, usize)> = state
+                        .table
+                        .slots()
+                        .map(|s| (s.category.clone(), s.shard))
+                        .collect();
+                    for (c, s) in targets {
+                        state.deliver(&c, s, PartitionMessage::SetEncoder(eg.clone()));
                     }
                     state.table.encoder = Some(eg);
                     state.publish();
@@ -403,6 +562,69 @@ impl Actor for Coordinator {
             CoordinatorMessage::ItemCount(reply) => {
                 let _ = reply.send(state.directory.len() as u64);
             }
+            CoordinatorMessage::RecoverShard(category, shard) => {
+                start_shard_recovery(&myself, state, category, shard);
+            }
+            CoordinatorMessage::ShardRecovered(category, shard, result) => match result {
+                Ok(mut recovered) => {
+                    let key = (category.clone(), shard as u32);
+                    let items = recovered.shards.remove(&key).unwrap_or_default();
+                    let n = items.len();
+                    for line in &recovered.skipped {
+                        tracing::warn!(shard = %partition_name(&category, shard), "{line}");
+                    }
+                    let slot = spawn_partition(
+                        myself.get_cell(),
+                        &category,
+                        shard,
+                        state.table.encoder.clone(),
+                        items,
+                    )
+                    .await?;
+                    tracing::warn!(partition = %slot.name, items = n, "partition rebuilt from its snapshot and the log");
+                    if let Some(v) = state.table.categories.get_mut(&category)
+                        && let Some(old) = v.get_mut(shard)
+                    {
+                        *old = slot;
+                    }
+                    for msg in state
+                        .pending
+                        .remove(&(category.clone(), shard))
+                        .unwrap_or_default()
+                    {
+                        state.deliver(&category, shard, msg);
+                    }
+                    state.publish();
+                }
+                Err(e) => {
+                    tracing::error!(shard = %partition_name(&category, shard), error = %e, "shard recovery failed; retrying in 1 s");
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = me.send_message(CoordinatorMessage::RecoverShard(category, shard));
+                    });
+                }
+            },
+            CoordinatorMessage::Checkpoint(reply) => start_checkpoint(&myself, state, reply),
+            CoordinatorMessage::CheckpointDone(result, reply) => {
+                let answer = finish_checkpoint(state, result);
+                if let Some(r) = reply {
+                    let _ = r.send(answer);
+                }
+            }
+            CoordinatorMessage::Tick => {
+                if let Some(st) = &state.storage {
+                    let by_size = st.config.checkpoint_log_bytes > 0
+                        && st.log_bytes_since >= st.config.checkpoint_log_bytes;
+                    let by_time = st.config.checkpoint_interval_s > 0
+                        && st.writes_since > 0
+                        && st.last_checkpoint.elapsed()
+                            >= Duration::from_secs(st.config.checkpoint_interval_s);
+                    if !st.checkpointing && (by_size || by_time) {
+                        start_checkpoint(&myself, state, None);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -415,6 +637,8 @@ impl Actor for Coordinator {
         for slot in state.table.slots() {
             slot.actor.stop(None);
         }
+        // Dropping the writer flushes and syncs what is queued.
+        state.storage.take();
         Ok(())
     }
 
@@ -444,8 +668,24 @@ impl Actor for Coordinator {
         let Some((category, shard)) = found else {
             return Ok(());
         };
-        // Its items are gone with it (no durability yet): forget them so the directory and
-        // the counts stay true.
+        if failed {
+            state.table.restarts += 1;
+        }
+        if state.storage.is_some() {
+            if let Some(slot) = state
+                .table
+                .categories
+                .get_mut(&category)
+                .and_then(|v| v.get_mut(shard))
+            {
+                slot.recovering = true;
+            }
+            state.publish();
+            start_shard_recovery(&myself, state, category, shard);
+            return Ok(());
+        }
+        // No data folder: its items are gone with it; forget them so the directory and the
+        // counts stay true.
         state
             .directory
             .retain(|_, (c, s)| !(c == &category && *s == shard));
@@ -454,18 +694,325 @@ impl Actor for Coordinator {
             &category,
             shard,
             state.table.encoder.clone(),
+            Vec::new(),
         )
         .await?;
-        tracing::warn!(partition = %slot.name, "partition restarted");
+        tracing::warn!(partition = %slot.name, "partition restarted empty (no data folder)");
         if let Some(v) = state.table.categories.get_mut(&category) {
             v[shard] = slot;
-        }
-        if failed {
-            state.table.restarts += 1;
         }
         state.publish();
         Ok(())
     }
+}
+
+/// How a write ends: the log's verdict first; then the partition's answer, or, when the
+/// partition died with the write in its mailbox, the rebuild that replays it from the log.
+/// `Ok(None)`: applied through the rebuild, the partition's answer is unknown.
+async fn settle(
+    applied: Option<bool>,
+    ack: Option<AppendAck>,
+    rebuilt: Option<RebuildWatch>,
+) -> Result<Option<bool>, EngineError> {
+    wait_logged(ack).await?;
+    if let Some(v) = applied {
+        return Ok(Some(v));
+    }
+    let Some((mut rx, category, shard, old)) = rebuilt else {
+        return Err(EngineError::Unavailable(
+            "the shard failed before applying the write (no data folder: it is lost)".into(),
+        ));
+    };
+    let back = rx.wait_for(|t| {
+        t.categories
+            .get(&category)
+            .and_then(|v| v.get(shard))
+            .is_some_and(|s| !s.recovering && s.actor.get_id() != old)
+    });
+    match tokio::time::timeout(Duration::from_secs(120), back).await {
+        Ok(Ok(_)) => Ok(None),
+        _ => Err(EngineError::Unavailable(
+            "the shard failed while applying the write; it is in the log and will be \
+             applied when the shard is rebuilt"
+                .into(),
+        )),
+    }
+}
+
+/// What a write needs to wait for its shard's rebuild.
+type RebuildWatch = (
+    watch::Receiver<Arc<RoutingTable>>,
+    String,
+    usize,
+    ractor::ActorId,
+);
+
+/// Waits for the log to confirm a write (immediately when not durable).
+async fn wait_logged(ack: Option<AppendAck>) -> Result<(), EngineError> {
+    match ack {
+        None => Ok(()),
+        Some(rx) => match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(EngineError::Unavailable(format!(
+                "the write-ahead log failed: {e}"
+            ))),
+            Err(_) => Err(EngineError::Unavailable(
+                "the write-ahead log writer stopped".into(),
+            )),
+        },
+    }
+}
+
+/// Boot: rebuild every shard from the data folder, then open the log after the last write.
+async fn boot_recovery(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    dir: PathBuf,
+    config: StorageConfig,
+) -> Result<(), ActorProcessingErr> {
+    std::fs::create_dir_all(manifest::snapshot_dir(&dir))
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let started = Instant::now();
+    let d = dir.clone();
+    let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, true))
+        .await
+        .map_err(|e| format!("recovery panicked: {e}"))?
+        .map_err(|e| format!("recovering {}: {e}", dir.display()))?;
+    for line in &recovered.skipped {
+        tracing::warn!("recovery: {line}");
+    }
+    tracing::info!(
+        items = recovered.items(),
+        from_snapshots = recovered.from_snapshots,
+        log_records = recovered.replayed,
+        last_seq = recovered.last_seq,
+        ms = started.elapsed().as_millis() as u64,
+        dir = %dir.display(),
+        "recovered the catalogue"
+    );
+    state.seq = recovered.last_seq;
+    state.table.recovery_report = Arc::new(recovered.skipped.clone());
+    state.table.checkpoint_seq = recovered.manifest.checkpoints.last().map_or(0, |c| c.seq);
+    let n = state.config.shards_per_category.max(1);
+    let mut by_category: BTreeMap<String, BTreeMap<usize, Vec<ItemRecord>>> = BTreeMap::new();
+    for ((category, shard), items) in recovered.shards {
+        by_category
+            .entry(category)
+            .or_default()
+            .insert(shard as usize, items);
+    }
+    for (category, mut shards) in by_category {
+        let count = shards.keys().max().map_or(n, |m| (m + 1).max(n));
+        let mut slots = Vec::with_capacity(count);
+        for i in 0..count {
+            let items = shards.remove(&i).unwrap_or_default();
+            for r in &items {
+                state.directory.insert(r.id.clone(), (category.clone(), i));
+            }
+            slots.push(spawn_partition(myself.get_cell(), &category, i, None, items).await?);
+        }
+        state.table.categories.insert(category, slots);
+    }
+    let wal = WalWriter::start(&dir, &config, recovered.last_seq + 1)
+        .map_err(|e| format!("opening the write-ahead log: {e}"))?;
+    state.table.wal = Some(wal.stats().clone());
+    state.storage = Some(Storage {
+        dir,
+        config,
+        wal,
+        manifest: recovered.manifest,
+        checkpointing: false,
+        log_bytes_since: 0,
+        writes_since: 0,
+        last_checkpoint: Instant::now(),
+    });
+    Ok(())
+}
+
+/// Rebuilds one failed shard in the background: wait until the log holds every write routed
+/// so far, read its snapshot + log, then hand the items back ([`CoordinatorMessage::ShardRecovered`]).
+fn start_shard_recovery(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    category: String,
+    shard: usize,
+) {
+    let Some(storage) = &state.storage else {
+        return;
+    };
+    let upto = state.seq;
+    let dir = storage.dir.clone();
+    let barrier = storage.wal.barrier();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = async {
+            barrier
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|_| "the log writer stopped".to_string())?;
+            let key = (category.clone(), shard as u32);
+            tokio::task::spawn_blocking(move || recovery::recover_shard(&dir, &key, upto))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let _ = me.send_message(CoordinatorMessage::ShardRecovered(category, shard, result));
+    });
+}
+
+/// Starts a checkpoint: every shard writes a snapshot as of the current sequence number.
+fn start_checkpoint(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    reply: Option<RpcReplyPort<Result<String, String>>>,
+) {
+    let refuse = |reply: Option<RpcReplyPort<Result<String, String>>>, why: String| {
+        if let Some(r) = reply {
+            let _ = r.send(Err(why));
+        }
+    };
+    let seq = state.seq;
+    let recovering = state.table.slots().any(|s| s.recovering);
+    let Some(storage) = &mut state.storage else {
+        return refuse(reply, "no data folder: nothing is persisted".into());
+    };
+    if storage.checkpointing {
+        return refuse(reply, "a snapshot is already being written".into());
+    }
+    if recovering {
+        return refuse(
+            reply,
+            "a shard is being recovered; try again shortly".into(),
+        );
+    }
+    if storage
+        .manifest
+        .checkpoints
+        .last()
+        .is_some_and(|c| c.seq == seq)
+    {
+        if let Some(r) = reply {
+            let _ = r.send(Ok(format!(
+                "nothing written since the snapshot at seq {seq}"
+            )));
+        }
+        return;
+    }
+    storage.checkpointing = true;
+    storage.log_bytes_since = 0;
+    storage.writes_since = 0;
+    storage.last_checkpoint = Instant::now();
+    // New writes go to a new segment, so the old ones can be deleted once covered.
+    let rotated = storage.wal.rotate();
+    let snap_dir = manifest::snapshot_dir(&storage.dir);
+    let mut waits = Vec::new();
+    for (i, slot) in state.table.slots().enumerate() {
+        let file = format!("snap-{seq:020}-{i:05}.snap");
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let sent = slot.actor.send_message(PartitionMessage::Snapshot {
+            path: snap_dir.join(&file),
+            seq,
+            shard: slot.shard as u32,
+            reply: tx.into(),
+        });
+        waits.push((
+            slot.category.clone(),
+            slot.shard as u32,
+            file,
+            sent.is_ok(),
+            rx,
+        ));
+    }
+    let me = myself.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let result = async {
+            if let Ok(r) = rotated {
+                let _ = r.await;
+            }
+            let mut shards = Vec::new();
+            for (category, shard, file, sent, rx) in waits {
+                if !sent {
+                    return Err(format!("shard {category}/{shard} is not running"));
+                }
+                let written: SnapshotWritten = rx
+                    .await
+                    .map_err(|_| format!("shard {category}/{shard} stopped while snapshotting"))?
+                    .map_err(|e| format!("shard {category}/{shard}: {e}"))?;
+                shards.push(ShardSnapshot {
+                    category,
+                    shard,
+                    file,
+                    items: written.items,
+                    bytes: written.bytes,
+                });
+            }
+            tracing::info!(
+                seq,
+                shards = shards.len(),
+                items = shards.iter().map(|s| s.items).sum::<u64>(),
+                ms = started.elapsed().as_millis() as u64,
+                "snapshots written"
+            );
+            Ok(Checkpoint { seq, shards })
+        }
+        .await;
+        let _ = me.send_message(CoordinatorMessage::CheckpointDone(result, reply));
+    });
+}
+
+/// Records a finished checkpoint in the manifest, then drops what it made unnecessary: log
+/// segments and snapshots older than the oldest kept checkpoint.
+fn finish_checkpoint(
+    state: &mut CoordinatorState,
+    result: Result<Checkpoint, String>,
+) -> Result<String, String> {
+    let Some(storage) = &mut state.storage else {
+        return Err("no data folder".into());
+    };
+    storage.checkpointing = false;
+    let checkpoint = result.inspect_err(|e| tracing::error!(error = %e, "snapshot failed"))?;
+    let mut m = storage.manifest.clone();
+    m.version = manifest::MANIFEST_VERSION;
+    m.checkpoints.push(checkpoint.clone());
+    while m.checkpoints.len() > manifest::KEPT {
+        m.checkpoints.remove(0);
+    }
+    manifest::store(&storage.dir, &m).map_err(|e| {
+        tracing::error!(error = %e, "writing the manifest failed");
+        e.to_string()
+    })?;
+    storage.manifest = m;
+    state.table.checkpoint_seq = checkpoint.seq;
+    if let Some(oldest) = storage.manifest.checkpoints.first() {
+        let _ = storage.wal.truncate_through(oldest.seq);
+    }
+    let keep: std::collections::HashSet<&str> = storage
+        .manifest
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.shards.iter().map(|s| s.file.as_str()))
+        .collect();
+    let snap_dir = manifest::snapshot_dir(&storage.dir);
+    if let Ok(entries) = std::fs::read_dir(&snap_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if let Some(name) = name.to_str()
+                && name.starts_with("snap-")
+                && !keep.contains(name)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let items: u64 = checkpoint.shards.iter().map(|s| s.items).sum();
+    let bytes: u64 = checkpoint.shards.iter().map(|s| s.bytes).sum();
+    Ok(format!(
+        "snapshot at seq {}: {} shards, {items} items, {bytes} bytes",
+        checkpoint.seq,
+        checkpoint.shards.len()
+    ))
 }
 
 /// Starts a background fit when the catalogue crossed the threshold or grew enough (encoder

@@ -24,6 +24,7 @@ use vsa_protocol::{
 };
 
 use crate::coordinator::{CoordinatorArguments, CoordinatorMessage, IndexConfig, RoutingTable};
+use crate::durability::StorageConfig;
 use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
 use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
@@ -102,6 +103,8 @@ pub struct EngineConfig {
     pub search: SearchConfig,
     /// Query presets and ingest augmentation.
     pub quality: QualityConfig,
+    /// Write-ahead log and snapshots.
+    pub storage: StorageConfig,
 }
 
 /// Searches per second over the last few seconds.
@@ -179,6 +182,7 @@ impl Engine {
             coordinator: CoordinatorArguments {
                 config: config.index.clone(),
                 routing: routing_tx,
+                storage: config.storage.clone(),
             },
             coordinator_ref: coord_tx,
             restarts: restarts.clone(),
@@ -553,6 +557,9 @@ impl Engine {
             colour,
             second_weight: preset.second_weight,
         });
+        // A shard being rebuilt from disk is left out: the answer says `degraded`.
+        let recovering = slots.iter().filter(|s| s.recovering).count();
+        let slots: Vec<_> = slots.into_iter().filter(|s| !s.recovering).collect();
         let t = Instant::now();
         let timeout = self.inner.config.index.partition_timeout_ms;
         let answers = join_all(slots.iter().map(|slot| {
@@ -561,7 +568,7 @@ impl Engine {
         }))
         .await;
         timings.push(("search".into(), micros(t)));
-        let mut degraded = false;
+        let mut degraded = recovering > 0;
         let mut hits: Vec<PartitionHit> = Vec::new();
         for (slot, a) in slots.iter().zip(answers) {
             match a {
@@ -684,7 +691,7 @@ impl Engine {
         );
         record.colour = colour;
         let coordinator = self.coordinator()?;
-        let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Upsert, 10_000, record)?;
+        let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Upsert, 10_000, record)??;
         Ok(UpsertReply {
             id: req.id,
             seq: outcome.seq,
@@ -695,7 +702,8 @@ impl Engine {
     /// Deletes an item (deleting an unknown id is not an error: `existed` is false).
     pub async fn delete(&self, id: String) -> Result<DeleteReply> {
         let coordinator = self.coordinator()?;
-        let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Delete, 10_000, id.clone())?;
+        let outcome =
+            ractor::call_t!(coordinator, CoordinatorMessage::Delete, 10_000, id.clone())??;
         Ok(DeleteReply {
             id,
             seq: outcome.seq,
@@ -717,6 +725,30 @@ impl Engine {
             2000,
             name.to_string()
         )?)
+    }
+
+    /// Fault injection: stalls a partition's message handling for `ms`. False for an
+    /// unknown name.
+    pub async fn stall_actor(&self, name: &str, ms: u64) -> Result<bool> {
+        let coordinator = self.coordinator()?;
+        Ok(ractor::call_t!(
+            coordinator,
+            CoordinatorMessage::StallPartition,
+            2000,
+            name.to_string(),
+            ms
+        )?)
+    }
+
+    /// Snapshots every shard now (a checkpoint) and truncates the log behind it.
+    pub async fn checkpoint(&self) -> Result<String> {
+        let coordinator = self.coordinator()?;
+        let r = ractor::call_t!(
+            coordinator,
+            |port| CoordinatorMessage::Checkpoint(Some(port)),
+            600_000
+        )?;
+        r.map_err(EngineError::Unavailable)
     }
 
     /// Statistics of every part.
@@ -776,7 +808,13 @@ impl Engine {
         .await;
         let total = answers.len();
         let ok = answers.iter().filter(|a| **a).count();
-        let shards = if ok == total {
+        let recovering = routing.slots().filter(|s| s.recovering).count();
+        let shards = if recovering > 0 {
+            (
+                HealthState::Degraded,
+                format!("{recovering}/{total} shards recovering from disk"),
+            )
+        } else if ok == total {
             (HealthState::Healthy, format!("{total} shards ok"))
         } else {
             (
@@ -790,11 +828,32 @@ impl Engine {
             }
             _ => (HealthState::Down, "coordinator not answering".to_string()),
         };
-        let checks = vec![
+        let mut checks = vec![
             ("model".to_string(), model.0, model.1),
             ("shards".to_string(), shards.0, shards.1),
             ("coordinator".to_string(), coordinator.0, coordinator.1),
         ];
+        if let Some(wal) = &routing.wal {
+            let errors = wal.errors.load(Ordering::Relaxed);
+            let mut msg = format!(
+                "{} writes logged, last snapshot at seq {}",
+                wal.records.load(Ordering::Relaxed),
+                routing.checkpoint_seq
+            );
+            if !routing.recovery_report.is_empty() {
+                msg.push_str(&format!(
+                    "; boot recovery skipped: {}",
+                    routing.recovery_report.join(" | ")
+                ));
+            }
+            let state = if errors > 0 {
+                msg.push_str(&format!("; {errors} log append failures"));
+                HealthState::Degraded
+            } else {
+                HealthState::Healthy
+            };
+            checks.push(("storage".to_string(), state, msg));
+        }
         let state = checks
             .iter()
             .map(|c| c.1)

@@ -17,6 +17,7 @@
 //! - [`error`]: [`EngineError`] and its wire codes.
 
 pub mod coordinator;
+pub mod durability;
 pub mod engine;
 pub mod error;
 pub mod inference;
@@ -26,6 +27,7 @@ pub mod store;
 pub mod supervisor;
 
 pub use coordinator::IndexConfig;
+pub use durability::{FsyncPolicy, StorageConfig};
 pub use engine::{Engine, EngineConfig, LimitsConfig, SearchConfig};
 pub use error::{EngineError, Result};
 pub use inference::PoolConfig;

@@ -6,7 +6,8 @@
 //! Search: with a shard, a Hamming scan picks `candidates` rows, they are reranked exactly with
 //! the stored embeddings (best over the query's vectors), top-k returned; before the first fit
 //! the search is exact over the store. A panic restarts the partition through its supervisor
-//! (the coordinator); it comes back empty until durability lands.
+//! (the coordinator), which rebuilds it from its snapshot and the write-ahead log
+//! ([`crate::durability`]) and hands the items back as [`PartitionArguments::initial`].
 
 use std::sync::Arc;
 
@@ -91,6 +92,17 @@ pub struct PartitionArguments {
     pub category: String,
     /// Encoder to build the shard with, if fitted.
     pub encoder: Option<EncoderGen>,
+    /// Items to start with (recovered from disk).
+    pub initial: Vec<ItemRecord>,
+}
+
+/// What a written snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotWritten {
+    /// Items written.
+    pub items: u64,
+    /// File size.
+    pub bytes: u64,
 }
 
 /// Messages of a partition.
@@ -112,8 +124,23 @@ pub enum PartitionMessage {
     SetEncoder(EncoderGen),
     /// Counters.
     Stats(RpcReplyPort<PartitionStats>),
+    /// Write a snapshot of the current items to `path`, covering writes ≤ `seq` (the sender
+    /// guarantees every earlier write reached this partition first). The write runs in the
+    /// background; the reply comes when it is on disk.
+    Snapshot {
+        /// Destination file.
+        path: std::path::PathBuf,
+        /// Sequence number covered.
+        seq: u64,
+        /// Shard number (recorded in the header).
+        shard: u32,
+        /// Answered when written.
+        reply: RpcReplyPort<Result<SnapshotWritten, String>>,
+    },
     /// Fault injection: panic inside the handler.
     Panic,
+    /// Fault injection: stop handling messages for this long (ms).
+    Stall(u64),
 }
 
 /// State of a partition.
@@ -258,6 +285,9 @@ impl Actor for Partition {
             index: None,
             searches: 0,
         };
+        for record in args.initial {
+            state.store.upsert(record);
+        }
         if let Some(e) = args.encoder {
             state.rebuild(e);
         }
@@ -343,8 +373,35 @@ impl Actor for Partition {
                     encoder_generation: state.index.as_ref().map_or(0, |(g, _)| g.generation),
                 });
             }
+            PartitionMessage::Snapshot {
+                path,
+                seq,
+                shard,
+                reply,
+            } => {
+                let items = state.store.shared();
+                let header = crate::durability::snapshot::SnapshotHeader {
+                    category: state.category.clone(),
+                    shard,
+                    seq,
+                    items: items.len() as u64,
+                };
+                tokio::task::spawn_blocking(move || {
+                    let r = crate::durability::snapshot::write(&path, &header, &items)
+                        .map(|bytes| SnapshotWritten {
+                            items: header.items,
+                            bytes,
+                        })
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(r);
+                });
+            }
             PartitionMessage::Panic => {
                 panic!("partition {} panicked by fault injection", state.name);
+            }
+            PartitionMessage::Stall(ms) => {
+                tracing::warn!(partition = %state.name, ms, "stalled by fault injection");
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! shard's Hamming candidates are reranked exactly with them. Cost: 2 bytes × 1280 per item.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use half::f16;
 use vsa_index::Filter;
@@ -108,7 +109,7 @@ impl ItemRecord {
 #[derive(Debug, Default)]
 pub struct ItemStore {
     by_id: HashMap<String, u64>,
-    records: HashMap<u64, ItemRecord>,
+    records: HashMap<u64, Arc<ItemRecord>>,
     next_key: u64,
 }
 
@@ -132,7 +133,7 @@ impl ItemStore {
         let key = self.next_key;
         self.next_key += 1;
         self.by_id.insert(record.id.clone(), key);
-        self.records.insert(key, record);
+        self.records.insert(key, Arc::new(record));
         (key, old)
     }
 
@@ -145,17 +146,26 @@ impl ItemStore {
 
     /// The record of a key.
     pub fn get(&self, key: u64) -> Option<&ItemRecord> {
-        self.records.get(&key)
+        self.records.get(&key).map(|r| &**r)
     }
 
     /// The record of an external id.
     pub fn get_by_id(&self, id: &str) -> Option<&ItemRecord> {
-        self.by_id.get(id).and_then(|k| self.records.get(k))
+        self.by_id
+            .get(id)
+            .and_then(|k| self.records.get(k))
+            .map(|r| &**r)
     }
 
     /// Every `(key, record)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &ItemRecord)> {
-        self.records.iter().map(|(k, r)| (*k, r))
+        self.records.iter().map(|(k, r)| (*k, &**r))
+    }
+
+    /// Shared handles on every record (cheap: a snapshot writes them while the partition goes
+    /// on serving).
+    pub fn shared(&self) -> Vec<Arc<ItemRecord>> {
+        self.records.values().cloned().collect()
     }
 
     /// Approximate heap bytes of the table.

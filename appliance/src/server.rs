@@ -308,25 +308,48 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
     if !same_token(token, &req.token) {
         return Response::error(ErrorCode::Unauthorized, "wrong admin token");
     }
+    let fault_injection = shared.settings.admin.fault_injection;
+    let refuse_faults = || {
+        Response::error(
+            ErrorCode::Unauthorized,
+            "fault injection is disabled (admin.fault_injection = false)",
+        )
+    };
+    let reply = |message: String| {
+        Response::Admin(AdminReply {
+            message,
+            payload: None,
+        })
+    };
     match req.action {
         AdminAction::PanicActor { name } => {
-            if !shared.settings.admin.fault_injection {
-                return Response::error(
-                    ErrorCode::Unauthorized,
-                    "fault injection is disabled (admin.fault_injection = false)",
-                );
+            if !fault_injection {
+                return refuse_faults();
             }
             match shared.engine.panic_actor(&name).await {
-                Ok(true) => Response::Admin(AdminReply {
-                    message: format!("{name} panicked"),
-                    payload: None,
-                }),
+                Ok(true) => reply(format!("{name} panicked")),
                 Ok(false) => {
                     Response::error(ErrorCode::BadRequest, format!("no actor named {name:?}"))
                 }
                 Err(e) => Response::error(e.code(), e.to_string()),
             }
         }
+        AdminAction::StallActor { name, millis } => {
+            if !fault_injection {
+                return refuse_faults();
+            }
+            match shared.engine.stall_actor(&name, millis).await {
+                Ok(true) => reply(format!("{name} stalled for {millis} ms")),
+                Ok(false) => {
+                    Response::error(ErrorCode::BadRequest, format!("no actor named {name:?}"))
+                }
+                Err(e) => Response::error(e.code(), e.to_string()),
+            }
+        }
+        AdminAction::Snapshot => match shared.engine.checkpoint().await {
+            Ok(m) => reply(m),
+            Err(e) => Response::error(e.code(), e.to_string()),
+        },
         other => Response::error(
             ErrorCode::BadRequest,
             format!("admin action {other:?} is not supported by this server yet"),

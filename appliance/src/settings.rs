@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vsa_actors::{IndexConfig, LimitsConfig, PoolConfig, QualityConfig, SearchConfig};
+use vsa_actors::{
+    IndexConfig, LimitsConfig, PoolConfig, QualityConfig, SearchConfig, StorageConfig,
+};
 
 /// Everything `vsa serve` runs with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +28,8 @@ pub struct Settings {
     pub search: SearchConfig,
     /// Query presets and ingest augmentation.
     pub quality: QualityConfig,
+    /// Write-ahead log and snapshots (the folder is `server.data_dir`).
+    pub storage: StorageConfig,
 }
 
 /// `[server]`
@@ -34,8 +38,10 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address of the TCP protocol.
     pub listen: String,
-    /// Where data lives (logs and snapshots, once durability lands).
+    /// Where data lives: the write-ahead log, snapshots and their manifest.
     pub data_dir: PathBuf,
+    /// Keep nothing on disk (demos, throwaway runs): a restart starts empty.
+    pub in_memory: bool,
     /// Most simultaneous connections; more are refused with `unavailable`.
     pub max_connections: usize,
     /// Largest frame body (bytes).
@@ -51,6 +57,7 @@ impl Default for ServerSettings {
         Self {
             listen: "127.0.0.1:7878".into(),
             data_dir: PathBuf::from("vsa-data"),
+            in_memory: false,
             max_connections: 256,
             max_frame: vsa_protocol::DEFAULT_MAX_FRAME,
             max_in_flight: 64,
@@ -137,6 +144,9 @@ impl Settings {
         if self.server.max_frame < 1024 {
             return bad("server.max_frame must be at least 1024");
         }
+        if self.storage.queue == 0 || self.storage.group_commit_max == 0 {
+            return bad("storage.queue and storage.group_commit_max must be positive");
+        }
         if self.admin.token.as_ref().is_some_and(|t| t.len() < 8) {
             return bad("admin.token must be at least 8 characters");
         }
@@ -151,6 +161,10 @@ impl Settings {
             limits: self.limits.clone(),
             search: self.search.clone(),
             quality: self.quality.clone(),
+            storage: StorageConfig {
+                dir: (!self.server.in_memory).then(|| self.server.data_dir.clone()),
+                ..self.storage.clone()
+            },
         }
     }
 }

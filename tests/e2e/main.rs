@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod config_doc;
 mod demo;
+mod durability;
 mod quality;
 mod serve;

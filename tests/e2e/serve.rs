@@ -266,6 +266,15 @@ fn a_panicking_partition_is_restarted_and_the_server_keeps_answering() {
     let mut client = server.client();
     upsert_all(&mut client, &items);
     assert_eq!(client.stats().unwrap().restarts, 0);
+    let round_before = client
+        .stats()
+        .unwrap()
+        .shards
+        .iter()
+        .find(|s| s.name == "p/shapes/round/0")
+        .unwrap()
+        .items;
+    assert!(round_before > 0);
 
     // Without the token: refused, nothing happens.
     let mut anon = vsa_protocol::BlockingClient::connect(server.addr).unwrap();
@@ -291,8 +300,8 @@ fn a_panicking_partition_is_restarted_and_the_server_keeps_answering() {
         "restart not counted: {}",
         server.stderr()
     );
-    // The restarted partition answers again (empty: durability is a later layer); the others
-    // kept their items and searches work.
+    // The restarted partition is rebuilt from the write-ahead log with every item; the
+    // others kept theirs and searches work.
     assert!(wait_until(Duration::from_secs(10), || client
         .health()
         .map(|h| h.state == HealthState::Healthy)
@@ -306,7 +315,7 @@ fn a_panicking_partition_is_restarted_and_the_server_keeps_answering() {
         .iter()
         .find(|s| s.name == "p/shapes/round/0")
         .unwrap();
-    assert_eq!(round.items, 0);
+    assert_eq!(round.items, round_before);
 
     // A model worker killed by fault injection is replaced too.
     client

@@ -41,6 +41,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let dir = demo_dir()?;
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
+    // A throwaway catalogue: nothing written to disk.
+    settings.server.in_memory = true;
     settings.model.ort_lib = args.ort_lib.clone();
     // Small catalogue: fit the binary encoder early so the demo runs through the real index.
     settings.index.fit_threshold = 64;

@@ -34,6 +34,14 @@ pub enum AdminAction {
     RebalanceCancel,
     /// The rebalancer's status; the reply's payload is JSON.
     RebalanceStatus,
+    /// Fault injection: the named actor stops handling messages for `millis` (a stalled
+    /// shard: searches leave it out after their timeout and answer `degraded`).
+    StallActor {
+        /// The actor's name.
+        name: String,
+        /// How long.
+        millis: u64,
+    },
 }
 
 /// The answer to an admin request.

@@ -64,7 +64,7 @@ pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub(crate) struct Server {
     child: Child,
     pub(crate) addr: SocketAddr,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -72,7 +72,15 @@ impl Server {
     /// Starts `vsa serve` with the default test config plus `extra` TOML.
     pub(crate) fn start(extra: &str) -> Server {
         let dir = TempDir::new("server");
-        let config = dir.path().join("vsa.toml");
+        let mut server = Server::start_in(dir.path(), extra);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts `vsa serve` keeping its config and data in `dir` (which outlives it, so a test
+    /// can restart a server on the same data).
+    pub(crate) fn start_in(dir: &Path, extra: &str) -> Server {
+        let config = dir.join("vsa.toml");
         let toml =
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\nfault_injection = true\n\n{extra}\n");
         std::fs::write(&config, toml).expect("write config");
@@ -80,7 +88,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -122,7 +130,7 @@ impl Server {
         Server {
             child,
             addr,
-            _dir: dir,
+            _dir: None,
             stderr,
         }
     }
@@ -145,6 +153,12 @@ impl Server {
     /// True while the process runs.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit.

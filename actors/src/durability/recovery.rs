@@ -1,0 +1,235 @@
+//! Recovery: the newest readable snapshot of each shard plus the log records after it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::manifest::{self, CheckpointManifest, snapshot_dir};
+use super::record::WalOp;
+use super::{Result, snapshot, wal};
+use crate::store::ItemRecord;
+
+/// `(category, shard)`.
+pub type ShardKey = (String, u32);
+
+/// What recovery rebuilt, and what it had to skip.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Every shard's items.
+    pub shards: BTreeMap<ShardKey, Vec<ItemRecord>>,
+    /// Highest sequence number seen (snapshots and log); new writes continue after it.
+    pub last_seq: u64,
+    /// The manifest read (empty when there was none or it was unreadable).
+    pub manifest: CheckpointManifest,
+    /// Items loaded from snapshots.
+    pub from_snapshots: u64,
+    /// Log records replayed onto the snapshots.
+    pub replayed: u64,
+    /// Problems found and what was done about them (empty: a clean recovery).
+    pub skipped: Vec<String>,
+}
+
+impl Recovered {
+    /// Total items.
+    pub fn items(&self) -> usize {
+        self.shards.values().map(Vec::len).sum()
+    }
+}
+
+/// Rebuilds every shard from `data_dir`. With `repair`, a torn log tail is cut off and moved
+/// aside so the log can be appended to again (boot); without, the files are only read.
+pub fn recover(data_dir: &Path, repair: bool) -> Result<Recovered> {
+    recover_inner(data_dir, None, u64::MAX, repair)
+}
+
+/// Rebuilds one shard from its newest snapshot and the log records ≤ `upto` (after a panic of
+/// its partition, while the others serve). Never repairs the log (the writer owns it).
+pub fn recover_shard(data_dir: &Path, key: &ShardKey, upto: u64) -> Result<Recovered> {
+    recover_inner(data_dir, Some(key), upto, false)
+}
+
+fn recover_inner(
+    data_dir: &Path,
+    only: Option<&ShardKey>,
+    upto: u64,
+    repair: bool,
+) -> Result<Recovered> {
+    let mut out = Recovered::default();
+    let manifest = match manifest::load(data_dir) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => {
+            out.skipped.push(format!(
+                "manifest unreadable ({e}); recovering from the log alone"
+            ));
+            CheckpointManifest::default()
+        }
+    };
+    let snaps = snapshot_dir(data_dir);
+    // Base of each shard: (seq its snapshot covers, its items by id).
+    let mut base: BTreeMap<ShardKey, (u64, HashMap<String, ItemRecord>)> = BTreeMap::new();
+    let newest = manifest.checkpoints.last();
+    let older = manifest
+        .checkpoints
+        .len()
+        .checked_sub(2)
+        .and_then(|i| manifest.checkpoints.get(i));
+    // A shard absent from a checkpoint was empty at its seq.
+    let default_seq = newest.map_or(0, |c| c.seq);
+    if let Some(newest) = newest {
+        for s in &newest.shards {
+            let key = (s.category.clone(), s.shard);
+            if only.is_some_and(|k| k != &key) {
+                continue;
+            }
+            match snapshot::read(&snaps.join(&s.file)) {
+                Ok(snap) => {
+                    base.insert(key, (newest.seq, by_id(snap.items)));
+                }
+                Err(e) => {
+                    let fallback = older.map(|o| {
+                        (
+                            o.seq,
+                            o.shards
+                                .iter()
+                                .find(|x| x.category == s.category && x.shard == s.shard)
+                                .cloned(),
+                        )
+                    });
+                    match fallback {
+                        Some((seq, Some(prev))) => match snapshot::read(&snaps.join(&prev.file)) {
+                            Ok(snap) => {
+                                out.skipped.push(format!(
+                                    "snapshot {} of shard {}/{} skipped ({e}); used the previous \
+                                     checkpoint's ({}, seq {seq}) and replayed the log after it",
+                                    s.file, s.category, s.shard, prev.file
+                                ));
+                                base.insert(key, (seq, by_id(snap.items)));
+                            }
+                            Err(e2) => {
+                                out.skipped.push(format!(
+                                    "snapshots {} ({e}) and {} ({e2}) of shard {}/{} both \
+                                     unreadable; replaying the log from seq {seq}: items \
+                                     written before it may be missing",
+                                    s.file, prev.file, s.category, s.shard
+                                ));
+                                base.insert(key, (seq, HashMap::new()));
+                            }
+                        },
+                        Some((seq, None)) => {
+                            out.skipped.push(format!(
+                                "snapshot {} of shard {}/{} skipped ({e}); the shard was empty \
+                                 at the previous checkpoint (seq {seq}), replaying the log after it",
+                                s.file, s.category, s.shard
+                            ));
+                            base.insert(key, (seq, HashMap::new()));
+                        }
+                        None => {
+                            out.skipped.push(format!(
+                                "snapshot {} of shard {}/{} skipped ({e}); no older checkpoint: \
+                                 replaying the whole log",
+                                s.file, s.category, s.shard
+                            ));
+                            base.insert(key, (0, HashMap::new()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.from_snapshots = base.values().map(|(_, m)| m.len() as u64).sum();
+    let min_base = base
+        .values()
+        .map(|(s, _)| *s)
+        .min()
+        .unwrap_or(default_seq)
+        .min(default_seq);
+    let mut first_seen: Option<u64> = None;
+    let mut replayed = 0u64;
+    let report = wal::replay(data_dir, |record| {
+        if record.seq > upto {
+            return false;
+        }
+        first_seen.get_or_insert(record.seq);
+        let mut apply = |key: ShardKey, f: &mut dyn FnMut(&mut HashMap<String, ItemRecord>)| {
+            if only.is_some_and(|k| k != &key) {
+                return;
+            }
+            let entry = base
+                .entry(key)
+                .or_insert_with(|| (default_seq, HashMap::new()));
+            if record.seq > entry.0 {
+                f(&mut entry.1);
+            }
+        };
+        match &record.op {
+            WalOp::Upsert { item, shard, evict } => {
+                if let Some((c, s)) = evict {
+                    apply((c.clone(), *s), &mut |m| {
+                        m.remove(&item.id);
+                    });
+                }
+                apply((item.category.clone(), *shard), &mut |m| {
+                    m.insert(item.id.clone(), ItemRecord::from(item.clone()));
+                });
+            }
+            WalOp::Delete {
+                id,
+                category,
+                shard,
+            } => {
+                apply((category.clone(), *shard), &mut |m| {
+                    m.remove(id);
+                });
+            }
+        }
+        replayed += 1;
+        true
+    })?;
+    out.replayed = replayed;
+    if let Some(first) = first_seen
+        && first > min_base + 1
+    {
+        out.skipped.push(format!(
+            "the log starts at seq {first} but the snapshots end at seq {min_base}: writes \
+             {}..{} are missing",
+            min_base + 1,
+            first - 1
+        ));
+    }
+    if let Some(torn) = &report.torn {
+        let mut line = format!(
+            "log {} is torn or corrupt at byte {} ({}): replay stopped there, {} bytes skipped",
+            torn.segment.display(),
+            torn.offset,
+            torn.reason,
+            torn.bytes_skipped
+        );
+        if !torn.later_segments.is_empty() {
+            line.push_str(&format!(
+                ", {} later segment(s) not replayed",
+                torn.later_segments.len()
+            ));
+        }
+        if repair {
+            match wal::cut_torn_tail(torn) {
+                Ok(()) => line.push_str("; the bad bytes were moved to *.corrupt-* files"),
+                Err(e) => line.push_str(&format!("; moving them aside failed: {e}")),
+            }
+        }
+        out.skipped.push(line);
+    }
+    out.last_seq = report.last_seq.max(default_seq);
+    out.manifest = manifest;
+    out.shards = base
+        .into_iter()
+        .map(|(k, (_, m))| {
+            let mut v: Vec<ItemRecord> = m.into_values().collect();
+            v.sort_by(|a, b| a.id.cmp(&b.id));
+            (k, v)
+        })
+        .collect();
+    Ok(out)
+}
+
+fn by_id(items: Vec<ItemRecord>) -> HashMap<String, ItemRecord> {
+    items.into_iter().map(|r| (r.id.clone(), r)).collect()
+}

@@ -1,0 +1,374 @@
+//! Durability, tested as an operator meets it: the real `vsa serve` over TCP, killed with
+//! `kill -9`, its shards panicked under load, its files damaged on disk.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vsa_protocol::{
+    AdminAction, BlockingClient, HealthState, ItemContent, QueryInput, SearchRequest, UpsertRequest,
+};
+
+use crate::support::{Server, TempDir, vsa, wait_until};
+
+/// Embedding size of the bundled model.
+const DIM: usize = 1280;
+
+/// A deterministic pseudo-random unit-ish vector per item number.
+fn embedding(n: u64) -> Vec<f32> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn category_of(n: u64) -> &'static str {
+    if n.is_multiple_of(2) { "even" } else { "odd" }
+}
+
+fn item(n: u64, category: &str) -> UpsertRequest {
+    UpsertRequest {
+        id: format!("item-{n:05}"),
+        content: ItemContent::Embedding(embedding(n)),
+        category: category.into(),
+        attributes: vec![("n".into(), n.to_string())],
+        metadata: vec![("title".into(), format!("Item number {n}"))],
+    }
+}
+
+/// The item a search for `n`'s own embedding finds first.
+fn top_hit(client: &mut BlockingClient, n: u64) -> Option<String> {
+    let r = client
+        .search(SearchRequest::new(QueryInput::Embedding(embedding(n)), 1))
+        .expect("search");
+    r.hits.first().map(|h| h.id.clone())
+}
+
+fn items(client: &mut BlockingClient) -> u64 {
+    client.stats().expect("stats").items
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = TempDir::new("kill9");
+    let mut server = Server::start_in(dir.path(), "");
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(BTreeSet::new()));
+    let deleted: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (acked, deleted, stop, sent) =
+                (acked.clone(), deleted.clone(), stop.clone(), sent.clone());
+            let mut client = server.client();
+            std::thread::spawn(move || {
+                let mut n = w;
+                while !stop.load(Ordering::Relaxed) {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let category = category_of(n);
+                    match client.upsert(item(n, category)) {
+                        Ok(_) => {
+                            acked.lock().unwrap().insert(n);
+                        }
+                        Err(_) => break, // the server died under us: not acknowledged
+                    }
+                    // Every tenth item is deleted again (an acknowledged delete must stick).
+                    if n % 10 == 3 {
+                        match client.delete(format!("item-{n:05}")) {
+                            Ok(_) => {
+                                deleted.lock().unwrap().insert(n);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    n += 4;
+                }
+            })
+        })
+        .collect();
+    // Let a few hundred writes through, then kill the process mid-stream.
+    assert!(wait_until(Duration::from_secs(60), || acked
+        .lock()
+        .unwrap()
+        .len()
+        >= 400));
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let deleted = deleted.lock().unwrap().clone();
+
+    let server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    let present: BTreeSet<u64> = acked.difference(&deleted).copied().collect();
+    let count = items(&mut client);
+    // Everything acknowledged is there; at most the writes in flight at the kill (never
+    // acknowledged) may be there too.
+    let in_flight = sent.load(Ordering::Relaxed) - acked.len() as u64;
+    assert!(
+        count >= present.len() as u64 && count <= present.len() as u64 + in_flight + 4,
+        "{count} items after restart, {} acknowledged live ones",
+        present.len()
+    );
+    for &n in &present {
+        assert_eq!(
+            top_hit(&mut client, n).as_deref(),
+            Some(format!("item-{n:05}").as_str()),
+            "acknowledged item {n} lost"
+        );
+    }
+    for &n in &deleted {
+        assert_ne!(
+            top_hit(&mut client, n).as_deref(),
+            Some(format!("item-{n:05}").as_str()),
+            "deleted item {n} came back"
+        );
+    }
+    // Whole items only: every hit carries its category and metadata.
+    let r = client
+        .search(SearchRequest::new(QueryInput::Embedding(embedding(0)), 50))
+        .unwrap();
+    for h in &r.hits {
+        let n: u64 = h.id.trim_start_matches("item-").parse().unwrap();
+        assert_eq!(h.category, category_of(n));
+    }
+}
+
+#[test]
+fn a_shard_panicking_under_load_loses_nothing() {
+    let dir = TempDir::new("panic");
+    let server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    for n in 0..120 {
+        client.upsert(item(n, category_of(n))).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let searches = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (stop, failures, searches) = (stop.clone(), failures.clone(), searches.clone());
+            let mut c = server.client();
+            std::thread::spawn(move || {
+                let mut n = r;
+                while !stop.load(Ordering::Relaxed) {
+                    match c.search(SearchRequest::new(
+                        QueryInput::Embedding(embedding(n % 120)),
+                        5,
+                    )) {
+                        Ok(_) => searches.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                    };
+                    n += 7;
+                }
+            })
+        })
+        .collect();
+    // A writer keeps going meanwhile: writes to the failing shard wait for its rebuild.
+    let writer = {
+        let stop = stop.clone();
+        let mut c = server.client();
+        std::thread::spawn(move || {
+            let mut n = 1000;
+            let mut acked = Vec::new();
+            while !stop.load(Ordering::Relaxed) && n < 1200 {
+                c.upsert(item(n, category_of(n)))
+                    .expect("a write during the shard's rebuild");
+                acked.push(n);
+                n += 1;
+            }
+            acked
+        })
+    };
+    // Stall the shard first so the outage is long enough to see, then panic it: health is
+    // degraded while it is out, healthy once it is rebuilt.
+    client
+        .admin(AdminAction::StallActor {
+            name: "p/even/0".into(),
+            millis: 2500,
+        })
+        .unwrap();
+    client
+        .admin(AdminAction::PanicActor {
+            name: "p/even/0".into(),
+        })
+        .unwrap();
+    let health = vsa(&["health", "--addr", &server.addr.to_string()]);
+    assert_ne!(health.status.code(), Some(0), "health while a shard is out");
+    let text = String::from_utf8_lossy(&health.stdout).to_lowercase();
+    assert!(text.contains("degraded"), "{text}");
+    assert!(
+        wait_until(Duration::from_secs(30), || client
+            .stats()
+            .map(|s| s.restarts == 1)
+            .unwrap_or(false)),
+        "restart not counted: {}",
+        server.stderr()
+    );
+    assert!(wait_until(Duration::from_secs(30), || client
+        .health()
+        .map(|h| h.state == HealthState::Healthy)
+        .unwrap_or(false)));
+    let health = vsa(&["health", "--addr", &server.addr.to_string()]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let written = writer.join().unwrap();
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "searches failed");
+    assert!(searches.load(Ordering::Relaxed) > 0);
+    assert_eq!(items(&mut client), 120 + written.len() as u64);
+    for n in (0..120).chain(written) {
+        assert_eq!(
+            top_hit(&mut client, n).as_deref(),
+            Some(format!("item-{n:05}").as_str()),
+            "item {n} lost"
+        );
+    }
+}
+
+fn wal_segments(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn newest_snapshots(data: &Path) -> Vec<PathBuf> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("MANIFEST.json")).unwrap()).unwrap();
+    let newest = manifest["checkpoints"].as_array().unwrap().last().unwrap();
+    newest["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| data.join("snapshots").join(s["file"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_damaged_log_tail_and_snapshot_are_reported_and_skipped() {
+    let dir = TempDir::new("damage");
+    let data = dir.path().join("data");
+    let mut server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    for n in 0..30 {
+        client.upsert(item(n, "even")).unwrap();
+    }
+    let first = client.admin(AdminAction::Snapshot).unwrap();
+    assert!(first.message.contains("30 items"), "{}", first.message);
+    for n in 30..60 {
+        client.upsert(item(n, "even")).unwrap();
+    }
+    client.admin(AdminAction::Snapshot).unwrap();
+    for n in 60..90 {
+        client.upsert(item(n, "even")).unwrap();
+    }
+    client.delete("item-00005").unwrap();
+    let status = server.terminate();
+    assert!(status.success());
+
+    // A clean restart first: everything is back.
+    let mut server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    assert_eq!(items(&mut client), 89);
+    drop(client);
+    server.terminate();
+
+    // Damage: flip a byte in the middle of the newest snapshot, and leave a torn record
+    // (a header promising more bytes than follow) at the end of the newest log segment.
+    let snap = newest_snapshots(&data)[0].clone();
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&snap, bytes).unwrap();
+    let segments = wal_segments(&data);
+    let with_records = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&with_records)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
+    drop(f);
+
+    let mut server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    // The previous snapshot plus a longer replay brought everything back.
+    assert_eq!(items(&mut client), 89);
+    for n in (0..90).filter(|n| *n != 5) {
+        assert_eq!(
+            top_hit(&mut client, n).as_deref(),
+            Some(format!("item-{n:05}").as_str())
+        );
+    }
+    let log = server.stderr();
+    assert!(
+        log.contains("snapshot") && log.contains("skipped") && log.contains("previous checkpoint"),
+        "no report of the bad snapshot:\n{log}"
+    );
+    assert!(
+        log.contains("torn"),
+        "no report of the torn log tail:\n{log}"
+    );
+    let health = client.health().unwrap();
+    let storage = health
+        .checks
+        .iter()
+        .find(|c| c.0 == "storage")
+        .expect("storage check");
+    assert!(storage.2.contains("skipped"), "{storage:?}");
+    // The torn bytes were moved aside, so the next boot is clean and writes continue.
+    assert!(
+        std::fs::read_dir(data.join("wal")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("corrupt"))
+    );
+    client.upsert(item(500, "even")).unwrap();
+    drop(client);
+    server.terminate();
+
+    // A log cut in the middle of its last record loses exactly that record.
+    let segments = wal_segments(&data);
+    let last = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let len = std::fs::metadata(&last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    assert_eq!(
+        items(&mut client),
+        89,
+        "only the cut write (item 500) is gone"
+    );
+    assert!(server.stderr().contains("torn"));
+}
