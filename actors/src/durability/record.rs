@@ -24,8 +24,9 @@ pub struct DiskItem {
     pub attributes: Vec<(String, String)>,
     /// Free metadata.
     pub metadata: Vec<(String, String)>,
-    /// f16 bits of the normalised embedding.
-    pub embedding: Vec<u16>,
+    /// The normalised embedding as little-endian f16 (2 bytes a value: bincode would spend up
+    /// to 3 on a varint u16).
+    pub embedding: Vec<u8>,
     /// Colour histogram.
     pub colour: Vec<f32>,
 }
@@ -37,7 +38,7 @@ impl From<&ItemRecord> for DiskItem {
             category: r.category.clone(),
             attributes: r.attributes.clone(),
             metadata: r.metadata.clone(),
-            embedding: r.embedding.iter().map(|v| v.to_bits()).collect(),
+            embedding: r.embedding.iter().flat_map(|v| v.to_le_bytes()).collect(),
             colour: r.colour.clone(),
         }
     }
@@ -50,7 +51,11 @@ impl From<DiskItem> for ItemRecord {
             category: d.category,
             attributes: d.attributes,
             metadata: d.metadata,
-            embedding: d.embedding.into_iter().map(f16::from_bits).collect(),
+            embedding: d
+                .embedding
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect(),
             colour: d.colour,
         }
     }
