@@ -51,6 +51,8 @@ pub enum Command {
     Health(commands::health::HealthArgs),
     /// Server statistics.
     Stats(commands::stats::StatsArgs),
+    /// Operator actions (admin token): snapshot now; panic or stall an actor (rehearsals).
+    Admin(commands::admin::AdminArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -64,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => commands::eval::run(args),
         Command::Health(args) => commands::health::run(args),
         Command::Stats(args) => commands::stats::run(args),
+        Command::Admin(args) => commands::admin::run(args),
     }
 }

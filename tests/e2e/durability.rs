@@ -11,7 +11,7 @@ use vsa_protocol::{
     AdminAction, BlockingClient, HealthState, ItemContent, QueryInput, SearchRequest, UpsertRequest,
 };
 
-use crate::support::{Server, TempDir, vsa, wait_until};
+use crate::support::{ADMIN_TOKEN, Server, TempDir, vsa, wait_until};
 
 /// Embedding size of the bundled model.
 const DIM: usize = 1280;
@@ -284,7 +284,28 @@ fn a_damaged_log_tail_and_snapshot_are_reported_and_skipped() {
     for n in 30..60 {
         client.upsert(item(n, "even")).unwrap();
     }
-    client.admin(AdminAction::Snapshot).unwrap();
+    // The operator's way: `vsa admin snapshot` (a wrong token changes nothing).
+    let addr = server.addr.to_string();
+    let refused = vsa(&[
+        "admin",
+        "--addr",
+        &addr,
+        "--admin-token",
+        "wrong-token",
+        "snapshot",
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let out = vsa(&[
+        "admin",
+        "--addr",
+        &addr,
+        "--admin-token",
+        ADMIN_TOKEN,
+        "snapshot",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("60 items"), "{text}");
     for n in 60..90 {
         client.upsert(item(n, "even")).unwrap();
     }

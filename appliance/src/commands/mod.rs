@@ -1,5 +1,6 @@
 //! One module per `vsa` subcommand.
 
+pub mod admin;
 pub mod client_common;
 #[cfg(test)]
 mod client_fake;

@@ -1,0 +1,72 @@
+//! `vsa admin`: operator actions over the protocol, with the admin token: take a snapshot now,
+//! and (when the server allows fault injection) panic or stall an actor for rehearsals.
+//! Prints the server's answer; exit 0 on success, 1 when the server refused.
+
+use clap::{Args, Subcommand};
+use vsa_protocol::AdminAction;
+
+use super::client_common::{self, ConnArgs};
+
+/// Arguments of `vsa admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Server address and session token.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The admin token (the server's `admin.token`).
+    #[arg(long, env = "VSA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AdminCommand,
+}
+
+/// Admin actions.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Snapshot every shard now and truncate the log behind it (a checkpoint).
+    Snapshot,
+    /// Fault injection: panic an actor (`p/<category>/<shard>`, or `inference-worker`).
+    Panic {
+        /// The actor's name.
+        name: String,
+    },
+    /// Fault injection: stall a shard actor for a while.
+    Stall {
+        /// The actor's name.
+        name: String,
+        /// How long (ms).
+        #[arg(long, default_value_t = 5000)]
+        ms: u64,
+    },
+}
+
+/// Runs `vsa admin`.
+pub fn run(args: AdminArgs) -> anyhow::Result<i32> {
+    let addr = args.conn.addr.clone();
+    let mut options = args.conn.options("admin");
+    options.admin_token = Some(args.admin_token.clone());
+    options.request_timeout = Some(std::time::Duration::from_secs(3600));
+    let action = match args.action {
+        AdminCommand::Snapshot => AdminAction::Snapshot,
+        AdminCommand::Panic { name } => AdminAction::PanicActor { name },
+        AdminCommand::Stall { name, ms } => AdminAction::StallActor { name, millis: ms },
+    };
+    let outcome = client_common::block_on(async {
+        let mut client = client_common::connect(&addr, options).await?;
+        anyhow::Ok(client.admin(action).await)
+    })??;
+    match outcome {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            if let Some(p) = reply.payload {
+                println!("{p}");
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("vsa at {addr} refused: {}", client_common::plain(&e));
+            Ok(1)
+        }
+    }
+}
