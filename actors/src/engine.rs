@@ -18,11 +18,15 @@ use vsa_index::{Filter, Query};
 use vsa_models::image::RgbImage;
 use vsa_models::{DecodeLimits, Manifest, Preprocessor, Rect};
 use vsa_protocol::{
-    BoxXywh, CategoryPrediction, DeleteReply, FilterClause, HealthReply, HealthState,
-    InferenceStats, ItemContent, QueryInput, Scope, SearchHit, SearchRequest, SearchResponse,
-    ShardStats, StatsReply, UpsertReply, UpsertRequest,
+    BoxXywh, CategoryPrediction, ClickReply, ClickRequest, DeleteReply, FilterClause, HealthReply,
+    HealthState, InferenceStats, ItemContent, QueryInput, Scope, SearchHit, SearchRequest,
+    SearchResponse, ShardStats, StatsReply, UpsertReply, UpsertRequest,
 };
 
+use crate::clicks::{
+    AggregatorArguments, AggregatorMessage, ClickConfig, QueryEntry, QueryLog, RerankWeights,
+    aggregator_of, now_s,
+};
 use crate::coordinator::{CoordinatorArguments, CoordinatorMessage, IndexConfig, RoutingTable};
 use crate::durability::StorageConfig;
 use crate::error::{EngineError, Result};
@@ -105,6 +109,8 @@ pub struct EngineConfig {
     pub quality: QualityConfig,
     /// Write-ahead log and snapshots.
     pub storage: StorageConfig,
+    /// Click feedback and reranking.
+    pub clicks: ClickConfig,
 }
 
 /// Searches per second over the last few seconds.
@@ -156,6 +162,32 @@ struct Inner {
     started: Instant,
     queries: AtomicU64,
     rate: RateMeter,
+    aggregators: watch::Receiver<Vec<ActorRef<AggregatorMessage>>>,
+    query_log: std::sync::Mutex<QueryLog>,
+    weights: std::sync::RwLock<RerankWeights>,
+    clicks_rejected: AtomicU64,
+}
+
+/// An item image's embedding, colour histogram and quality signals.
+type ItemFeatures = (Vec<f32>, Vec<f32>, Vec<(String, f32)>);
+
+/// Quality signals from an item's metadata: `seller_rating` (0–5) and `quality` (0–1).
+fn metadata_quality(metadata: &[(String, String)]) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for (k, v) in metadata {
+        let Ok(x) = v.trim().parse::<f32>() else {
+            continue;
+        };
+        if !x.is_finite() {
+            continue;
+        }
+        match k.as_str() {
+            "seller_rating" => out.push(("seller_rating".to_string(), (x / 5.0).clamp(0.0, 1.0))),
+            "quality" => out.push(("quality".to_string(), x.clamp(0.0, 1.0))),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// An image turned into model input.
@@ -174,6 +206,17 @@ impl Engine {
         let (routing_tx, routing_rx) = watch::channel(Arc::new(RoutingTable::default()));
         let (coord_tx, coord_rx) = watch::channel(None);
         let restarts = Arc::new(AtomicU64::new(0));
+        let (agg_tx, agg_rx) = watch::channel(Vec::new());
+        let click_dir = config.storage.dir.as_ref().map(|d| d.join("clicks"));
+        let aggregators = (0..config.clicks.aggregators.max(1))
+            .map(|index| AggregatorArguments {
+                index,
+                config: config.clicks.clone(),
+                file: click_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("aggregator-{index}.state"))),
+            })
+            .collect();
         let args = RootArguments {
             pool: InferencePoolArguments {
                 channel,
@@ -186,6 +229,8 @@ impl Engine {
             },
             coordinator_ref: coord_tx,
             restarts: restarts.clone(),
+            aggregators,
+            aggregator_refs: agg_tx,
         };
         let (root, _) = Actor::spawn(None, Root, args)
             .await
@@ -204,6 +249,10 @@ impl Engine {
                 started: Instant::now(),
                 queries: AtomicU64::new(0),
                 rate: RateMeter::default(),
+                aggregators: agg_rx,
+                query_log: std::sync::Mutex::new(QueryLog::default()),
+                weights: std::sync::RwLock::new(RerankWeights::default()),
+                clicks_rejected: AtomicU64::new(0),
             }),
         })
     }
@@ -305,9 +354,10 @@ impl Engine {
 
     /// A catalogue item's index vector: the normalised sum of its embeddings at the configured
     /// rotations (white fill), so a rotated real-shot photo still lands near it.
-    async fn embed_item(&self, bytes: Vec<u8>) -> Result<(Vec<f32>, Vec<f32>)> {
+    async fn embed_item(&self, bytes: Vec<u8>) -> Result<ItemFeatures> {
         let img = self.decode(bytes).await?;
         let colour = vsa_models::colour_histogram(&img, None);
+        let quality = vsa_models::quality_signals(&img);
         let input = &self.inner.manifest.input;
         let views = self
             .inner
@@ -325,7 +375,7 @@ impl Engine {
             }
         }
         vsa_models::l2_normalise(&mut sum);
-        Ok((sum, colour))
+        Ok((sum, colour, quality))
     }
 
     /// The preset a request asks for (or the configured default).
@@ -542,7 +592,24 @@ impl Engine {
             (eg.generation, Query { vectors })
         });
         let k = req.k as usize;
-        let want = k.max(search_cfg.vote_k);
+        let weights = self
+            .inner
+            .weights
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        // Quality and CTR can lift items from below the top k: fetch a deeper list to rerank.
+        let reranks = weights.quality != 0.0 || weights.ctr != 0.0;
+        let depth = if reranks {
+            k.max(self.inner.config.clicks.rerank_depth)
+        } else {
+            k
+        };
+        let want = depth.max(search_cfg.vote_k);
+        let clicks_cfg = &self.inner.config.clicks;
+        let anchor = (clicks_cfg.retain_queries > 0)
+            .then(|| vectors.first().cloned())
+            .flatten();
         let query = Arc::new(PartitionQuery {
             vectors,
             encoded,
@@ -586,13 +653,35 @@ impl Engine {
         } else {
             None
         };
-        hits.truncate(k);
-        let explain = req.options.explain;
-        let hits = hits
+        // Rerank: the documented combination of visual, colour, quality and CTR.
+        hits.truncate(depth);
+        let ctrs = if weights.ctr != 0.0 {
+            let t = Instant::now();
+            let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+            let c = self.ctrs(&ids).await;
+            timings.push(("ctr".into(), micros(t)));
+            c
+        } else {
+            vec![0.0; hits.len()]
+        };
+        let mut ranked: Vec<(f32, f32, PartitionHit)> = hits
             .into_iter()
-            .map(|h| SearchHit {
+            .zip(ctrs)
+            .map(|(h, ctr)| (weights.score(h.visual, h.colour, h.quality, ctr), ctr, h))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.2.id.cmp(&b.2.id)));
+        ranked.truncate(k);
+        let explain = req.options.explain;
+        let hits: Vec<SearchHit> = ranked
+            .into_iter()
+            .map(|(score, ctr, h)| SearchHit {
                 components: if explain {
-                    let mut c = vec![("visual".to_string(), h.score)];
+                    let mut c = vec![
+                        ("visual".to_string(), h.visual),
+                        ("colour".to_string(), h.colour),
+                        ("quality".to_string(), h.quality),
+                        ("ctr".to_string(), ctr),
+                    ];
                     if let Some(d) = h.hamming {
                         c.push(("hamming".to_string(), d as f32));
                     }
@@ -601,13 +690,14 @@ impl Engine {
                     Vec::new()
                 },
                 id: h.id,
-                score: h.score,
+                score,
                 category: h.category,
             })
             .collect();
         timings.push(("total".into(), micros(started)));
         let query_id = self.inner.queries.fetch_add(1, Ordering::Relaxed) + 1;
         self.inner.rate.tick(self.inner.started.elapsed().as_secs());
+        self.log_impressions(query_id, &hits, anchor);
         Ok(SearchResponse {
             query_id,
             hits,
@@ -616,7 +706,258 @@ impl Engine {
             timings,
             degraded,
             epoch: routing.epoch,
+            weights_version: weights.version,
         })
+    }
+
+    /// Remembers what a search showed and counts the impressions.
+    fn log_impressions(&self, query_id: u64, hits: &[SearchHit], anchor: Option<Vec<f32>>) {
+        if hits.is_empty() {
+            return;
+        }
+        let now = now_s();
+        let shown: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        if let Ok(mut log) = self.inner.query_log.lock() {
+            log.push(
+                query_id,
+                QueryEntry {
+                    at: now,
+                    shown: shown.clone(),
+                    clicked: Vec::new(),
+                    anchor,
+                },
+                &self.inner.config.clicks,
+            );
+        }
+        let aggs = self.inner.aggregators.borrow().clone();
+        if aggs.is_empty() {
+            return;
+        }
+        let mut per: Vec<Vec<(String, u32)>> = vec![Vec::new(); aggs.len()];
+        for (pos, id) in shown.into_iter().enumerate() {
+            per[aggregator_of(&id, aggs.len())].push((id, pos as u32));
+        }
+        for (a, batch) in aggs.iter().zip(per) {
+            if !batch.is_empty() {
+                let _ = a.send_message(AggregatorMessage::Impressions(batch, now));
+            }
+        }
+    }
+
+    /// Smoothed CTRs of items (the prior for any the aggregators do not answer for in time).
+    async fn ctrs(&self, ids: &[String]) -> Vec<f32> {
+        let cfg = &self.inner.config.clicks;
+        let prior = crate::clicks::smoothed(0.0, 0.0, cfg);
+        let aggs = self.inner.aggregators.borrow().clone();
+        let mut out = vec![prior; ids.len()];
+        if aggs.is_empty() {
+            return out;
+        }
+        let mut per: Vec<(Vec<usize>, Vec<String>)> = vec![(Vec::new(), Vec::new()); aggs.len()];
+        for (i, id) in ids.iter().enumerate() {
+            let a = aggregator_of(id, aggs.len());
+            per[a].0.push(i);
+            per[a].1.push(id.clone());
+        }
+        let now = now_s();
+        let answers = join_all(aggs.iter().zip(&per).map(|(a, (_, names))| {
+            let names = names.clone();
+            async move {
+                if names.is_empty() {
+                    return Ok(Vec::new());
+                }
+                ractor::call_t!(a, AggregatorMessage::Ctrs, 500, names, now)
+            }
+        }))
+        .await;
+        for ((idx, _), answer) in per.iter().zip(answers) {
+            if let Ok(values) = answer {
+                for (i, v) in idx.iter().zip(values) {
+                    out[*i] = v;
+                }
+            }
+        }
+        out
+    }
+
+    /// A click on a result: checked against the query log (it must have been shown there, at
+    /// that position), then counted for the item and as a co-click with the items clicked
+    /// before for the same query. A rejected click is counted.
+    pub async fn click(&self, req: ClickRequest) -> Result<ClickReply> {
+        let reject = |e: EngineError| {
+            self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        };
+        let before = {
+            let Ok(mut log) = self.inner.query_log.lock() else {
+                return Err(EngineError::Internal("query log poisoned".into()));
+            };
+            let Some(entry) = log.get_mut(req.query_id) else {
+                drop(log);
+                return reject(EngineError::UnknownQuery(req.query_id));
+            };
+            match entry.shown.get(req.position as usize) {
+                Some(id) if *id == req.item_id => {}
+                _ => {
+                    let m = format!(
+                        "item {:?} was not shown at position {} for query {}",
+                        req.item_id, req.position, req.query_id
+                    );
+                    drop(log);
+                    return reject(EngineError::BadRequest(m));
+                }
+            }
+            if entry.clicked.contains(&req.item_id) {
+                None // a repeated click on the same result counts once
+            } else {
+                let before = entry.clicked.clone();
+                entry.clicked.push(req.item_id.clone());
+                Some(before)
+            }
+        };
+        let aggs = self.inner.aggregators.borrow().clone();
+        if aggs.is_empty() {
+            return Err(EngineError::Unavailable("no click aggregator".into()));
+        }
+        let now = now_s();
+        let owner = &aggs[aggregator_of(&req.item_id, aggs.len())];
+        let ctr = match before {
+            Some(before) => {
+                for other in before {
+                    let _ = owner.send_message(AggregatorMessage::CoClick(
+                        req.item_id.clone(),
+                        other.clone(),
+                        now,
+                    ));
+                    let _ = aggs[aggregator_of(&other, aggs.len())]
+                        .send_message(AggregatorMessage::CoClick(other, req.item_id.clone(), now));
+                }
+                ractor::call_t!(
+                    owner,
+                    AggregatorMessage::Click,
+                    2000,
+                    req.item_id.clone(),
+                    now
+                )?
+            }
+            None => ractor::call_t!(
+                owner,
+                AggregatorMessage::Ctrs,
+                2000,
+                vec![req.item_id.clone()],
+                now
+            )?
+            .first()
+            .copied()
+            .unwrap_or(0.0),
+        };
+        Ok(ClickReply {
+            query_id: req.query_id,
+            item_id: req.item_id,
+            ctr,
+        })
+    }
+
+    /// Replaces reranking weights (`(component, weight)`; empty: just read them).
+    pub fn set_weights(&self, changes: &[(String, f32)]) -> Result<RerankWeights> {
+        let mut w = self
+            .inner
+            .weights
+            .write()
+            .map_err(|_| EngineError::Internal("weights lock poisoned".into()))?;
+        let next = w.apply(changes).map_err(EngineError::BadRequest)?;
+        *w = next.clone();
+        Ok(next)
+    }
+
+    /// Click totals, rejected clicks, top items by CTR, memory: JSON.
+    pub async fn click_stats(&self, top: usize) -> Result<serde_json::Value> {
+        let aggs = self.inner.aggregators.borrow().clone();
+        let now = now_s();
+        let mut items = 0u64;
+        let mut memory = 0u64;
+        let mut clicks = 0u64;
+        let mut impressions = 0u64;
+        let mut best = Vec::new();
+        for a in &aggs {
+            let s = ractor::call_t!(a, AggregatorMessage::Stats, 2000)?;
+            items += s.items;
+            memory += s.memory_bytes;
+            clicks += s.clicks;
+            impressions += s.impressions;
+            best.extend(ractor::call_t!(a, AggregatorMessage::Top, 2000, top, now)?);
+        }
+        best.sort_by(|a, b| b.ctr.total_cmp(&a.ctr).then_with(|| a.id.cmp(&b.id)));
+        best.truncate(top);
+        let (logged, retained) = self
+            .inner
+            .query_log
+            .lock()
+            .map(|l| (l.len(), l.retained()))
+            .unwrap_or((0, 0));
+        let weights = self.set_weights(&[])?;
+        Ok(serde_json::json!({
+            "clicks": clicks,
+            "impressions": impressions,
+            "rejected": self.inner.clicks_rejected.load(Ordering::Relaxed),
+            "items_tracked": items,
+            "memory_bytes": memory,
+            "bytes_per_item": memory.checked_div(items).unwrap_or(0),
+            "queries_logged": logged,
+            "queries_retained": retained,
+            "weights": weights,
+            "top": best,
+        }))
+    }
+
+    /// A page of training data: triplets from retained, clicked queries (anchor = the query
+    /// embedding, positive = a clicked hit, negative = an unclicked hit shown above it) and, on
+    /// the first page, the virtual ids (co-click clusters).
+    pub async fn export_clicks(&self, offset: u64, limit: usize) -> Result<serde_json::Value> {
+        let (page, next) = self
+            .inner
+            .query_log
+            .lock()
+            .map(|l| l.clicked_page(offset, limit.clamp(1, 1000)))
+            .map_err(|_| EngineError::Internal("query log poisoned".into()))?;
+        let mut triplets = Vec::new();
+        for (qid, entry) in &page {
+            for (positive, negative) in crate::clicks::triplets(entry) {
+                triplets.push(serde_json::json!({
+                    "query_id": qid,
+                    "anchor": entry.anchor,
+                    "positive": positive,
+                    "negative": negative,
+                }));
+            }
+        }
+        let virtual_ids = if offset == 0 {
+            let aggs = self.inner.aggregators.borrow().clone();
+            let min = self.inner.config.clicks.virtual_id_min_weight;
+            let now = now_s();
+            let mut edges = Vec::new();
+            for a in &aggs {
+                edges.extend(ractor::call_t!(
+                    a,
+                    AggregatorMessage::Edges,
+                    5000,
+                    min,
+                    now
+                )?);
+            }
+            crate::clicks::components(&edges)
+                .into_iter()
+                .enumerate()
+                .map(|(i, items)| serde_json::json!({"virtual_id": i, "items": items}))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(serde_json::json!({
+            "triplets": triplets,
+            "virtual_ids": virtual_ids,
+            "next": next,
+        }))
     }
 
     async fn item_embedding(&self, id: &str) -> Result<Vec<f32>> {
@@ -671,10 +1012,11 @@ impl Engine {
     /// Inserts or replaces an item.
     pub async fn upsert(&self, req: UpsertRequest) -> Result<UpsertReply> {
         self.check_item(&req)?;
-        let (embedding, colour) = match req.content {
+        let (embedding, colour, mut quality) = match req.content {
             ItemContent::Image(bytes) => self.embed_item(bytes).await?,
-            ItemContent::Embedding(v) => (self.check_embedding(&v)?, Vec::new()),
+            ItemContent::Embedding(v) => (self.check_embedding(&v)?, Vec::new(), Vec::new()),
         };
+        quality.extend(metadata_quality(&req.metadata));
         let mut attributes = req.attributes;
         // The derived colour attribute, unless the manifest gave one.
         if !attributes.iter().any(|(k, _)| k == "color")
@@ -690,6 +1032,7 @@ impl Engine {
             &embedding,
         );
         record.colour = colour;
+        record.quality = quality;
         let coordinator = self.coordinator()?;
         let outcome = ractor::call_t!(coordinator, CoordinatorMessage::Upsert, 10_000, record)??;
         Ok(UpsertReply {
@@ -748,7 +1091,19 @@ impl Engine {
             |port| CoordinatorMessage::Checkpoint(Some(port)),
             600_000
         )?;
-        r.map_err(EngineError::Unavailable)
+        let msg = r.map_err(EngineError::Unavailable)?;
+        self.save_clicks().await?;
+        Ok(msg)
+    }
+
+    /// Saves the click aggregators' state (with the data folder; no-op without).
+    pub async fn save_clicks(&self) -> Result<()> {
+        let aggs = self.inner.aggregators.borrow().clone();
+        for a in &aggs {
+            ractor::call_t!(a, AggregatorMessage::Save, 30_000)?
+                .map_err(EngineError::Unavailable)?;
+        }
+        Ok(())
     }
 
     /// Statistics of every part.

@@ -18,6 +18,9 @@ pub enum EngineError {
     /// The category is not in the catalogue.
     #[error("unknown category {0:?}")]
     UnknownCategory(String),
+    /// A click names a query the server does not remember.
+    #[error("unknown query {0} (never issued, or aged out of the query log)")]
+    UnknownQuery(u64),
     /// A bounded queue is full; retry later.
     #[error("busy: {0}")]
     Busy(&'static str),
@@ -45,6 +48,7 @@ impl EngineError {
             EngineError::BadRequest(_) => ErrorCode::BadRequest,
             EngineError::UnknownItem(_) => ErrorCode::UnknownItem,
             EngineError::UnknownCategory(_) => ErrorCode::UnknownCategory,
+            EngineError::UnknownQuery(_) => ErrorCode::UnknownQuery,
             EngineError::Busy(_) => ErrorCode::Busy,
             EngineError::Timeout(_) => ErrorCode::Timeout,
             EngineError::Unavailable(_) => ErrorCode::Unavailable,

@@ -16,6 +16,7 @@
 //! - [`supervisor`]: the root of the tree.
 //! - [`error`]: [`EngineError`] and its wire codes.
 
+pub mod clicks;
 pub mod coordinator;
 pub mod durability;
 pub mod engine;
@@ -26,6 +27,7 @@ pub mod quality;
 pub mod store;
 pub mod supervisor;
 
+pub use clicks::{ClickConfig, RerankWeights};
 pub use coordinator::IndexConfig;
 pub use durability::{FsyncPolicy, StorageConfig};
 pub use engine::{Engine, EngineConfig, LimitsConfig, SearchConfig};

@@ -54,8 +54,14 @@ pub struct PartitionHit {
     pub id: String,
     /// Category.
     pub category: String,
-    /// Cosine similarity (best over the query's vectors).
+    /// Visual similarity plus the colour term (the partition's ranking score).
     pub score: f32,
+    /// Cosine similarity (best over the query's vectors).
+    pub visual: f32,
+    /// The colour term (the preset's weight × histogram intersection; 0 without colour).
+    pub colour: f32,
+    /// The item's quality score in `[0, 1]`.
+    pub quality: f32,
     /// Hamming distance of the best code match, when the binary index was used.
     pub hamming: Option<u32>,
     /// Which query vector matched best.
@@ -191,7 +197,8 @@ impl PartitionState {
     fn search(&mut self, q: &PartitionQuery) -> Vec<PartitionHit> {
         self.searches += 1;
         let k = q.k.max(1);
-        let mut scored: Vec<(f32, u8, Option<u32>, &ItemRecord)> = Vec::new();
+        // (visual, colour term, query vector, hamming, record)
+        let mut scored: Vec<(f32, f32, u8, Option<u32>, &ItemRecord)> = Vec::new();
         if let Some((gen_, shard)) = &self.index {
             let own;
             let query = match &q.encoded {
@@ -223,7 +230,7 @@ impl PartitionState {
                     for h in hits {
                         if let Some(r) = self.store.get(h.id) {
                             let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
-                            scored.push((s + colour_term(q, r), vi, Some(h.hamming), r));
+                            scored.push((s, colour_term(q, r), vi, Some(h.hamming), r));
                         }
                     }
                 }
@@ -237,20 +244,27 @@ impl PartitionState {
                     continue;
                 }
                 let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
-                scored.push((s + colour_term(q, r), vi, None, r));
+                scored.push((s, colour_term(q, r), vi, None, r));
             }
         }
         if let Some(ex) = &q.exclude {
-            scored.retain(|(_, _, _, r)| &r.id != ex);
+            scored.retain(|(_, _, _, _, r)| &r.id != ex);
         }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.3.id.cmp(&b.3.id)));
+        scored.sort_by(|a, b| {
+            (b.0 + b.1)
+                .total_cmp(&(a.0 + a.1))
+                .then_with(|| a.4.id.cmp(&b.4.id))
+        });
         scored.truncate(k);
         scored
             .into_iter()
-            .map(|(score, vector, hamming, r)| PartitionHit {
+            .map(|(visual, colour, vector, hamming, r)| PartitionHit {
                 id: r.id.clone(),
                 category: r.category.clone(),
-                score,
+                score: visual + colour,
+                visual,
+                colour,
+                quality: r.quality_score(),
                 hamming,
                 vector,
             })

@@ -26,6 +26,8 @@ pub struct ItemRecord {
     pub embedding: Vec<f16>,
     /// Colour histogram of the object (`vsa_models::COLOURS` bins; empty when unknown).
     pub colour: Vec<f32>,
+    /// Quality signals in `[0, 1]` (`resolution`, `sharpness`, `coverage`, `seller_rating`...).
+    pub quality: Vec<(String, f32)>,
 }
 
 impl ItemRecord {
@@ -46,7 +48,13 @@ impl ItemRecord {
             metadata,
             embedding: e.into_iter().map(f16::from_f32).collect(),
             colour: Vec::new(),
+            quality: Vec::new(),
         }
+    }
+
+    /// The combined quality score in `[0, 1]`.
+    pub fn quality_score(&self) -> f32 {
+        vsa_models::quality_score(&self.quality)
     }
 
     /// The embedding as f32.

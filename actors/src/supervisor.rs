@@ -5,7 +5,8 @@
 //!       └─ Coordinator ─── Partition × (categories × shards)
 //! ```
 //!
-//! A failed child of the root is restarted with the same arguments and the restart is counted.
+//! A failed child of the root is restarted with the same arguments and the restart is counted;
+//! a click aggregator comes back with its last saved state.
 //! The pool's channel and the routing `watch` live outside the actors, so handles held by
 //! engines stay valid across restarts; a restarted coordinator starts with an empty catalogue
 //! (durability is a later layer).
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::clicks::{AggregatorArguments, AggregatorMessage, ClickAggregator};
 use crate::coordinator::{Coordinator, CoordinatorArguments, CoordinatorMessage};
 use crate::inference::{InferencePool, InferencePoolArguments, InferencePoolMessage};
 
@@ -34,6 +36,10 @@ pub struct RootArguments {
     pub coordinator_ref: watch::Sender<Option<ActorRef<CoordinatorMessage>>>,
     /// Restart counter shared with the engine.
     pub restarts: Arc<AtomicU64>,
+    /// One per click aggregator.
+    pub aggregators: Vec<AggregatorArguments>,
+    /// Where the current aggregators are published.
+    pub aggregator_refs: watch::Sender<Vec<ActorRef<AggregatorMessage>>>,
 }
 
 /// Messages of the root (none besides supervision events).
@@ -46,6 +52,7 @@ pub struct RootState {
     args: RootArguments,
     pool: ActorRef<InferencePoolMessage>,
     coordinator: ActorRef<CoordinatorMessage>,
+    aggregators: Vec<ActorRef<AggregatorMessage>>,
 }
 
 impl Actor for Root {
@@ -68,10 +75,18 @@ impl Actor for Root {
         )
         .await?;
         args.coordinator_ref.send_replace(Some(coordinator.clone()));
+        let mut aggregators = Vec::with_capacity(args.aggregators.len());
+        for a in &args.aggregators {
+            let (r, _) =
+                Actor::spawn_linked(None, ClickAggregator, a.clone(), myself.get_cell()).await?;
+            aggregators.push(r);
+        }
+        args.aggregator_refs.send_replace(aggregators.clone());
         Ok(RootState {
             args,
             pool,
             coordinator,
+            aggregators,
         })
     }
 
@@ -111,6 +126,23 @@ impl Actor for Root {
             .await?;
             state.args.coordinator_ref.send_replace(Some(c.clone()));
             state.coordinator = c;
+        } else if let Some(i) = state
+            .aggregators
+            .iter()
+            .position(|a| a.get_id() == cell.get_id())
+        {
+            let (a, _) = Actor::spawn_linked(
+                None,
+                ClickAggregator,
+                state.args.aggregators[i].clone(),
+                myself.get_cell(),
+            )
+            .await?;
+            state.aggregators[i] = a;
+            state
+                .args
+                .aggregator_refs
+                .send_replace(state.aggregators.clone());
         } else {
             return Ok(());
         }
@@ -125,6 +157,9 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         state.coordinator.stop(None);
         state.pool.stop(None);
+        for a in &state.aggregators {
+            a.stop(None);
+        }
         Ok(())
     }
 }

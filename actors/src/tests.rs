@@ -71,6 +71,9 @@ fn hit(id: &str, category: &str, score: f32) -> PartitionHit {
         id: id.into(),
         category: category.into(),
         score,
+        visual: score,
+        colour: 0.0,
+        quality: 0.5,
         hamming: None,
         vector: 0,
     }

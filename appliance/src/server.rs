@@ -108,6 +108,9 @@ pub async fn serve(
         tracing::warn!("connections still open after 5 s; closing them");
         tasks.abort_all();
     }
+    if let Err(e) = engine.save_clicks().await {
+        tracing::error!(error = %e, "saving click state at shutdown failed");
+    }
     engine.shutdown();
     Ok(())
 }
@@ -267,6 +270,7 @@ async fn dispatch(shared: &Shared, request: Request) -> Response {
         Request::Search(r) => engine.search(r).await.map(Response::SearchResults),
         Request::Upsert(r) => engine.upsert(r).await.map(Response::Upserted),
         Request::Delete(r) => engine.delete(r.id).await.map(Response::Deleted),
+        Request::Click(c) => engine.click(c).await.map(Response::Clicked),
         Request::Stats => Ok(Response::Stats(engine.stats().await)),
         Request::Health => Ok(Response::Health(engine.health().await)),
         Request::Admin(a) => return admin(shared, a).await,
@@ -350,6 +354,37 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
             Ok(m) => reply(m),
             Err(e) => Response::error(e.code(), e.to_string()),
         },
+        AdminAction::SetRerankWeights(changes) => match shared.engine.set_weights(&changes) {
+            Ok(w) => Response::Admin(AdminReply {
+                message: format!(
+                    "reranking weights v{}: visual {} colour {} quality {} ctr {}",
+                    w.version, w.visual, w.colour, w.quality, w.ctr
+                ),
+                payload: serde_json::to_string(&w).ok(),
+            }),
+            Err(e) => Response::error(e.code(), e.to_string()),
+        },
+        AdminAction::ClickStats { top } => {
+            match shared.engine.click_stats(top.min(1000) as usize).await {
+                Ok(v) => Response::Admin(AdminReply {
+                    message: format!(
+                        "{} clicks, {} rejected, {} items tracked",
+                        v["clicks"], v["rejected"], v["items_tracked"]
+                    ),
+                    payload: Some(v.to_string()),
+                }),
+                Err(e) => Response::error(e.code(), e.to_string()),
+            }
+        }
+        AdminAction::ExportClicks { offset, limit } => {
+            match shared.engine.export_clicks(offset, limit as usize).await {
+                Ok(v) => Response::Admin(AdminReply {
+                    message: format!("{} triplets", v["triplets"].as_array().map_or(0, Vec::len)),
+                    payload: Some(v.to_string()),
+                }),
+                Err(e) => Response::error(e.code(), e.to_string()),
+            }
+        }
         other => Response::error(
             ErrorCode::BadRequest,
             format!("admin action {other:?} is not supported by this server yet"),

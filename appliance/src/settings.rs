@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vsa_actors::{
-    IndexConfig, LimitsConfig, PoolConfig, QualityConfig, SearchConfig, StorageConfig,
+    ClickConfig, IndexConfig, LimitsConfig, PoolConfig, QualityConfig, SearchConfig, StorageConfig,
 };
 
 /// Everything `vsa serve` runs with.
@@ -30,6 +30,8 @@ pub struct Settings {
     pub quality: QualityConfig,
     /// Write-ahead log and snapshots (the folder is `server.data_dir`).
     pub storage: StorageConfig,
+    /// Click feedback and reranking.
+    pub clicks: ClickConfig,
 }
 
 /// `[server]`
@@ -147,6 +149,12 @@ impl Settings {
         if self.storage.queue == 0 || self.storage.group_commit_max == 0 {
             return bad("storage.queue and storage.group_commit_max must be positive");
         }
+        if self.clicks.aggregators == 0 || self.clicks.aggregators > 64 {
+            return bad("clicks.aggregators must be in 1..=64");
+        }
+        if self.clicks.query_log == 0 || self.clicks.half_life_s <= 0.0 {
+            return bad("clicks.query_log and clicks.half_life_s must be positive");
+        }
         if self.admin.token.as_ref().is_some_and(|t| t.len() < 8) {
             return bad("admin.token must be at least 8 characters");
         }
@@ -165,6 +173,7 @@ impl Settings {
                 dir: (!self.server.in_memory).then(|| self.server.data_dir.clone()),
                 ..self.storage.clone()
             },
+            clicks: self.clicks.clone(),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod embedder;
 pub mod error;
 pub mod manifest;
 pub mod preprocess;
+pub mod quality;
 pub mod roi;
 pub mod runtime;
 
@@ -37,6 +38,7 @@ pub use error::{ModelError, Result};
 pub use image;
 pub use manifest::Manifest;
 pub use preprocess::{Preprocessor, Rect};
+pub use quality::{quality_score, quality_signals};
 pub use roi::{Prototypes, kmeans, localise, rotate_white};
 
 /// Folders that may be the vsa project root, most specific first: `VSA_HOME`, the ancestors of

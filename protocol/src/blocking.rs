@@ -323,6 +323,14 @@ impl<S: Read + Write> BlockingClient<S> {
         }
     }
 
+    /// Reports a click on a search result.
+    pub fn click(&mut self, click: crate::ClickRequest) -> Result<crate::ClickReply> {
+        match self.call(Request::Click(click))? {
+            Response::Clicked(r) => Ok(r),
+            other => Err(unexpected("click", other)),
+        }
+    }
+
     /// An admin action, authorised with [`ClientOptions::admin_token`].
     pub fn admin(&mut self, action: AdminAction) -> Result<AdminReply> {
         let request = self.options.admin_request(action);

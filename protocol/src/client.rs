@@ -212,6 +212,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Reports a click on a search result.
+    pub async fn click(&mut self, click: crate::ClickRequest) -> Result<crate::ClickReply> {
+        match self.call(Request::Click(click)).await? {
+            Response::Clicked(r) => Ok(r),
+            other => Err(unexpected("click", other)),
+        }
+    }
+
     /// An admin action, authorised with [`ClientOptions::admin_token`].
     pub async fn admin(&mut self, action: AdminAction) -> Result<AdminReply> {
         let request = self.options.admin_request(action);

@@ -126,6 +126,9 @@ make_error_codes! {
     NotReady => ("not_ready", Unavailable, true),
     /// An unexpected failure on the server (a bug).
     Internal => ("internal", Internal, false),
+    /// A click names a query id the server does not know (never issued, or aged out of the
+    /// query log).
+    UnknownQuery => ("unknown_query", NotFound, false),
 }
 
 impl ErrorCode {

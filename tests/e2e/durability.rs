@@ -7,41 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vsa_protocol::{
-    AdminAction, BlockingClient, HealthState, ItemContent, QueryInput, SearchRequest, UpsertRequest,
-};
+use vsa_protocol::{AdminAction, BlockingClient, HealthState, QueryInput, SearchRequest};
 
-use crate::support::{ADMIN_TOKEN, Server, TempDir, vsa, wait_until};
-
-/// Embedding size of the bundled model.
-const DIM: usize = 1280;
-
-/// A deterministic pseudo-random unit-ish vector per item number.
-fn embedding(n: u64) -> Vec<f32> {
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..DIM)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
-fn category_of(n: u64) -> &'static str {
-    if n.is_multiple_of(2) { "even" } else { "odd" }
-}
-
-fn item(n: u64, category: &str) -> UpsertRequest {
-    UpsertRequest {
-        id: format!("item-{n:05}"),
-        content: ItemContent::Embedding(embedding(n)),
-        category: category.into(),
-        attributes: vec![("n".into(), n.to_string())],
-        metadata: vec![("title".into(), format!("Item number {n}"))],
-    }
-}
+use crate::support::{ADMIN_TOKEN, Server, TempDir, category_of, embedding, item, vsa, wait_until};
 
 /// The item a search for `n`'s own embedding finds first.
 fn top_hit(client: &mut BlockingClient, n: u64) -> Option<String> {

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod clicks;
 mod config_doc;
 mod demo;
 mod durability;

@@ -29,6 +29,8 @@ pub struct DiskItem {
     pub embedding: Vec<u8>,
     /// Colour histogram.
     pub colour: Vec<f32>,
+    /// Quality signals.
+    pub quality: Vec<(String, f32)>,
 }
 
 impl From<&ItemRecord> for DiskItem {
@@ -40,6 +42,7 @@ impl From<&ItemRecord> for DiskItem {
             metadata: r.metadata.clone(),
             embedding: r.embedding.iter().flat_map(|v| v.to_le_bytes()).collect(),
             colour: r.colour.clone(),
+            quality: r.quality.clone(),
         }
     }
 }
@@ -57,6 +60,7 @@ impl From<DiskItem> for ItemRecord {
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
             colour: d.colour,
+            quality: d.quality,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::store::ItemRecord;
 /// First bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"VSASNAP\0";
 /// Format version written (and the only one read).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What a snapshot covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

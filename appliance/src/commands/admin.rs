@@ -31,6 +31,17 @@ pub enum AdminCommand {
         /// The actor's name.
         name: String,
     },
+    /// Set reranking weights live: `visual=1 colour=1 quality=0.2 ctr=0.5` (none: show them).
+    Weights {
+        /// `component=weight` pairs.
+        pairs: Vec<String>,
+    },
+    /// Click totals, rejected clicks and the top items by CTR (JSON).
+    Clicks {
+        /// How many top items.
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+    },
     /// Fault injection: stall a shard actor for a while.
     Stall {
         /// The actor's name.
@@ -51,6 +62,20 @@ pub fn run(args: AdminArgs) -> anyhow::Result<i32> {
         AdminCommand::Snapshot => AdminAction::Snapshot,
         AdminCommand::Panic { name } => AdminAction::PanicActor { name },
         AdminCommand::Stall { name, ms } => AdminAction::StallActor { name, millis: ms },
+        AdminCommand::Weights { pairs } => {
+            let mut changes = Vec::new();
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("expected component=weight, got {p:?}"))?;
+                let w: f32 = v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("weight of {k} is not a number: {v:?}"))?;
+                changes.push((k.to_string(), w));
+            }
+            AdminAction::SetRerankWeights(changes)
+        }
+        AdminCommand::Clicks { top } => AdminAction::ClickStats { top },
     };
     let outcome = client_common::block_on(async {
         let mut client = client_common::connect(&addr, options).await?;

@@ -941,6 +941,7 @@ mod tests {
                     timings: vec![("embed".into(), 2000), ("total".into(), 3000)],
                     degraded: false,
                     epoch: 1,
+                    weights_version: 1,
                 })
             }
             _ => Response::error(ErrorCode::BadRequest, "unexpected"),

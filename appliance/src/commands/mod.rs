@@ -7,6 +7,7 @@ mod client_fake;
 pub mod demo;
 pub mod embed;
 pub mod eval;
+pub mod export_clicks;
 pub mod health;
 pub mod ingest;
 pub mod search;

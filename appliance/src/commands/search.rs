@@ -4,7 +4,8 @@
 //! Table: `rank  id  score  category` (score with 4 decimals; a `components` column with
 //! `--explain`), then the predicted category, the region searched and the stage timings.
 //! JSON (`--json`): `{"query", "category", "results": [{"id","score","category"}], "roi",
-//! "timings": {stage: µs}, "degraded"}` (plus `"components"` per hit with `--explain`).
+//! "timings": {stage: µs}, "degraded", "query_id", "weights_version"}` (plus `"components"`
+//! per hit with `--explain`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -201,6 +202,8 @@ struct JsonOutput<'a> {
     roi: Option<[u32; 4]>,
     timings: OrderedMap<'a, u64>,
     degraded: bool,
+    query_id: u64,
+    weights_version: u64,
 }
 
 /// The `--json` output: one line.
@@ -225,6 +228,8 @@ pub fn render_json(
         roi: response.roi.map(|b| [b.x, b.y, b.w, b.h]),
         timings: OrderedMap(&response.timings),
         degraded: response.degraded,
+        query_id: response.query_id,
+        weights_version: response.weights_version,
     };
     Ok(serde_json::to_string(&output)?)
 }
@@ -461,6 +466,7 @@ mod tests {
             timings: vec![("embed".into(), 5300), ("search".into(), 410)],
             degraded: true,
             epoch: 1,
+            weights_version: 1,
         }
     }
 
@@ -496,7 +502,7 @@ degraded: some partitions did not answer; results may be incomplete
         let text = render_json("q.jpg", &response(), false).expect("json");
         assert_eq!(
             text,
-            r#"{"query":"q.jpg","category":"animals","results":[{"id":"a283271a3354","score":0.81234,"category":"animals"},{"id":"b2","score":0.5,"category":"food/fruit"}],"roi":[1,2,30,40],"timings":{"embed":5300,"search":410},"degraded":true}"#
+            r#"{"query":"q.jpg","category":"animals","results":[{"id":"a283271a3354","score":0.81234,"category":"animals"},{"id":"b2","score":0.5,"category":"food/fruit"}],"roi":[1,2,30,40],"timings":{"embed":5300,"search":410},"degraded":true,"query_id":9,"weights_version":1}"#
         );
         let explained = render_json("q.jpg", &response(), true).expect("json");
         assert!(

@@ -46,11 +46,12 @@ fn all_is_exhaustive() {
             ErrorCode::Timeout => 12,
             ErrorCode::NotReady => 13,
             ErrorCode::Internal => 14,
+            ErrorCode::UnknownQuery => 15,
         }
     }
     let indices: HashSet<usize> = ErrorCode::ALL.iter().map(|&c| index(c)).collect();
-    assert_eq!(indices.len(), 15);
-    assert_eq!(ErrorCode::ALL.len(), 15);
+    assert_eq!(indices.len(), 16);
+    assert_eq!(ErrorCode::ALL.len(), 16);
 }
 
 #[test]
@@ -71,6 +72,7 @@ fn required_codes_have_the_agreed_class_and_retryability() {
         ("timeout", ErrorClass::Unavailable, true),
         ("not_ready", ErrorClass::Unavailable, true),
         ("internal", ErrorClass::Internal, false),
+        ("unknown_query", ErrorClass::NotFound, false),
     ];
     for (s, class, retryable) in expected {
         let code: ErrorCode = s.parse().expect("code in table");

@@ -42,6 +42,19 @@ pub enum AdminAction {
         /// How long.
         millis: u64,
     },
+    /// Click aggregates: totals, rejected clicks, top items by CTR; the payload is JSON.
+    ClickStats {
+        /// How many top items.
+        top: u32,
+    },
+    /// One page of training data mined from the click log; the payload is JSON
+    /// (`{"triplets": [...], "virtual_ids": [...], "next": offset-or-null}`).
+    ExportClicks {
+        /// First retained query of the page.
+        offset: u64,
+        /// Most queries in the page.
+        limit: u32,
+    },
 }
 
 /// The answer to an admin request.

@@ -16,6 +16,7 @@
 
 mod admin;
 mod bytes;
+mod click;
 mod delete;
 mod error_reply;
 mod health;
@@ -25,6 +26,7 @@ mod stats;
 mod upsert;
 
 pub use admin::{AdminAction, AdminReply, AdminRequest};
+pub use click::{ClickReply, ClickRequest};
 pub use delete::{DeleteReply, DeleteRequest};
 pub use error_reply::ErrorReply;
 pub use health::{HealthCheck, HealthReply, HealthState};
@@ -41,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::error_code::ErrorCode;
 
 /// The protocol version this crate speaks; exchanged in [`Hello`] / [`HelloReply`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A client's request. The first request on a connection must be [`Request::Hello`].
 ///
@@ -62,6 +64,8 @@ pub enum Request {
     Health,
     /// An administrative action (needs the admin token).
     Admin(AdminRequest),
+    /// A click on a search result (feedback for reranking).
+    Click(ClickRequest),
 }
 
 impl Request {
@@ -75,6 +79,7 @@ impl Request {
             Request::Stats => "stats",
             Request::Health => "health",
             Request::Admin(_) => "admin",
+            Request::Click(_) => "click",
         }
     }
 }
@@ -100,6 +105,8 @@ pub enum Response {
     Admin(AdminReply),
     /// Any request failed; the connection stays open.
     Error(ErrorReply),
+    /// Answer to [`Request::Click`].
+    Clicked(ClickReply),
 }
 
 impl Response {
@@ -119,6 +126,7 @@ impl Response {
             Response::Health(_) => "health",
             Response::Admin(_) => "admin",
             Response::Error(_) => "error",
+            Response::Clicked(_) => "clicked",
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct SearchResponse {
     pub degraded: bool,
     /// The routing epoch the search ran against.
     pub epoch: u64,
+    /// Version of the reranking weights that ordered the hits (see `AdminAction::SetRerankWeights`).
+    pub weights_version: u64,
 }
 
 /// One search result.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vsa_protocol::{BlockingClient, ClientOptions};
+use vsa_protocol::{BlockingClient, ClientOptions, ItemContent, UpsertRequest};
 
 /// Runs the real `vsa` binary with `args` and returns its output.
 pub(crate) fn vsa(args: &[&str]) -> Output {
@@ -185,5 +185,35 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Embedding size of the bundled model.
+pub(crate) const DIM: usize = 1280;
+
+/// A deterministic pseudo-random unit-ish vector per item number.
+pub(crate) fn embedding(n: u64) -> Vec<f32> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+pub(crate) fn category_of(n: u64) -> &'static str {
+    if n.is_multiple_of(2) { "even" } else { "odd" }
+}
+
+pub(crate) fn item(n: u64, category: &str) -> UpsertRequest {
+    UpsertRequest {
+        id: format!("item-{n:05}"),
+        content: ItemContent::Embedding(embedding(n)),
+        category: category.into(),
+        attributes: vec![("n".into(), n.to_string())],
+        metadata: vec![("title".into(), format!("Item number {n}"))],
     }
 }

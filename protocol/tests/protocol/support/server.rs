@@ -62,6 +62,7 @@ impl Toy {
                     timings: vec![("total".into(), 12)],
                     degraded: false,
                     epoch: 1,
+                    weights_version: 1,
                 })
             }
             Request::Upsert(upsert) => {
@@ -109,6 +110,11 @@ impl Toy {
             Request::Admin(admin) => Response::Admin(AdminReply {
                 message: format!("{:?}", admin.action),
                 payload: None,
+            }),
+            Request::Click(click) => Response::Clicked(vsa_protocol::ClickReply {
+                query_id: click.query_id,
+                item_id: click.item_id,
+                ctr: 0.5,
             }),
         }
     }

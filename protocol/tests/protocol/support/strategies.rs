@@ -167,6 +167,7 @@ fn search_response() -> impl Strategy<Value = SearchResponse> {
                 roi,
                 timings,
                 degraded,
+                weights_version: epoch / 2,
                 epoch,
             },
         )

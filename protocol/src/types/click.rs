@@ -1,0 +1,26 @@
+//! `Click`: a shopper clicked a result. Impressions are implicit: every search's hits are
+//! logged by the server as shown, at their positions, under the response's `query_id`.
+
+use serde::{Deserialize, Serialize};
+
+/// A click on result `item_id`, shown at `position` (0-based) for query `query_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickRequest {
+    /// The `query_id` of the search response the item was shown in.
+    pub query_id: u64,
+    /// The clicked item.
+    pub item_id: String,
+    /// Its 0-based position in that response.
+    pub position: u32,
+}
+
+/// The answer to a click.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClickReply {
+    /// The query.
+    pub query_id: u64,
+    /// The item.
+    pub item_id: String,
+    /// The item's smoothed CTR after this click.
+    pub ctr: f32,
+}

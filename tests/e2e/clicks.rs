@@ -1,0 +1,221 @@
+//! Click feedback and reranking through the real server: a simulated, deterministic click
+//! stream lifts a lower-ranked item only when the CTR weight is on; old clicks fade; the
+//! aggregates survive a restart; bad clicks are refused and counted; training data exports.
+
+use std::time::Duration;
+
+use vsa_protocol::{
+    AdminAction, BlockingClient, ClickRequest, ErrorCode, ProtocolError, QueryInput, SearchRequest,
+    SearchResponse,
+};
+
+use crate::support::{ADMIN_TOKEN, DIM, Server, TempDir, embedding, item, vsa};
+
+/// A query near item 0: its embedding plus a little deterministic noise.
+fn query(seed: u64) -> Vec<f32> {
+    let noise = embedding(10_000 + seed);
+    embedding(0)
+        .iter()
+        .zip(&noise)
+        .map(|(a, b)| a + 0.3 * b)
+        .collect()
+}
+
+fn search(client: &mut BlockingClient, q: &[f32]) -> SearchResponse {
+    let mut req = SearchRequest::new(QueryInput::Embedding(q.to_vec()), 10);
+    req.options.explain = true;
+    client.search(req).expect("search")
+}
+
+fn rank(r: &SearchResponse, id: &str) -> Option<usize> {
+    r.hits.iter().position(|h| h.id == id)
+}
+
+fn set_ctr_weight(client: &mut BlockingClient, w: f32) -> u64 {
+    let reply = client
+        .admin(AdminAction::SetRerankWeights(vec![("ctr".into(), w)]))
+        .expect("weights");
+    let v: serde_json::Value = serde_json::from_str(&reply.payload.expect("payload")).unwrap();
+    v["version"].as_u64().unwrap()
+}
+
+fn click_stats(client: &mut BlockingClient) -> serde_json::Value {
+    let reply = client
+        .admin(AdminAction::ClickStats { top: 5 })
+        .expect("stats");
+    serde_json::from_str(&reply.payload.expect("payload")).unwrap()
+}
+
+/// Searches `q` and clicks `target` where it is shown, `times` times (a new query each time).
+fn click_stream(client: &mut BlockingClient, q: &[f32], target: &str, times: usize) {
+    for _ in 0..times {
+        let r = search(client, q);
+        let pos = rank(&r, target).expect("target shown");
+        client
+            .click(ClickRequest {
+                query_id: r.query_id,
+                item_id: target.into(),
+                position: pos as u32,
+            })
+            .expect("click");
+    }
+}
+
+fn catalogue(client: &mut BlockingClient) {
+    for n in 0..40 {
+        client.upsert(item(n, "things")).unwrap();
+    }
+}
+
+#[test]
+fn clicks_lift_an_item_only_with_the_ctr_weight_and_survive_a_restart() {
+    let dir = TempDir::new("clicks");
+    let mut server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    catalogue(&mut client);
+    let q = query(1);
+    let before = search(&mut client, &q);
+    assert_eq!(before.hits[0].id, "item-00000");
+    let target = before.hits[5].id.clone();
+    let components: Vec<&str> = before.hits[0]
+        .components
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .collect();
+    for c in ["visual", "colour", "quality", "ctr"] {
+        assert!(components.contains(&c), "{components:?}");
+    }
+
+    click_stream(&mut client, &q, &target, 30);
+    // Weight 0 (the default): the clicks change nothing.
+    let still = search(&mut client, &q);
+    assert_eq!(rank(&still, &target), Some(5));
+    assert_eq!(still.weights_version, before.weights_version);
+
+    let v = set_ctr_weight(&mut client, 1.0);
+    assert!(v > before.weights_version);
+    let lifted = search(&mut client, &q);
+    assert_eq!(lifted.weights_version, v);
+    assert!(
+        rank(&lifted, &target).is_some_and(|r| r < 5),
+        "{:?}",
+        lifted.hits
+    );
+    // A similar query (another photo of the same thing) benefits too.
+    let similar = search(&mut client, &query(2));
+    assert!(rank(&similar, &target).is_some_and(|r| r < 5));
+    let ctr = |r: &SearchResponse| {
+        r.hits
+            .iter()
+            .find(|h| h.id == target)
+            .and_then(|h| h.components.iter().find(|c| c.0 == "ctr").map(|c| c.1))
+            .unwrap_or(0.0)
+    };
+    assert!(ctr(&lifted) > 0.5, "{}", ctr(&lifted));
+
+    // Bad clicks: refused with a clear code, counted, and they change nothing.
+    let unknown = client.click(ClickRequest {
+        query_id: 9_999_999,
+        item_id: target.clone(),
+        position: 0,
+    });
+    assert!(
+        matches!(unknown, Err(ProtocolError::Server(ref e)) if e.code == ErrorCode::UnknownQuery),
+        "{unknown:?}"
+    );
+    let not_shown = client.click(ClickRequest {
+        query_id: lifted.query_id,
+        item_id: "item-99999".into(),
+        position: 3,
+    });
+    assert!(
+        matches!(not_shown, Err(ProtocolError::Server(ref e)) if e.code == ErrorCode::BadRequest),
+        "{not_shown:?}"
+    );
+    let stats = click_stats(&mut client);
+    assert_eq!(stats["clicks"], 30);
+    assert_eq!(stats["rejected"], 2);
+    assert_eq!(stats["top"][0]["id"], target.as_str());
+    assert!(stats["bytes_per_item"].as_u64().unwrap() > 0);
+
+    // Weight back to 0: the visual order again.
+    set_ctr_weight(&mut client, 0.0);
+    assert_eq!(rank(&search(&mut client, &q), &target), Some(5));
+
+    // Restart: the aggregates are back (weights are configuration: set again).
+    drop(client);
+    assert!(server.terminate().success());
+    let server = Server::start_in(dir.path(), "");
+    let mut client = server.client();
+    assert_eq!(click_stats(&mut client)["clicks"], 30);
+    set_ctr_weight(&mut client, 1.0);
+    assert!(rank(&search(&mut client, &q), &target).is_some_and(|r| r < 5));
+}
+
+#[test]
+fn old_clicks_fade() {
+    let server = Server::start("[clicks]\nhalf_life_s = 0.5\n");
+    let mut client = server.client();
+    catalogue(&mut client);
+    let q = query(3);
+    let target = search(&mut client, &q).hits[6].id.clone();
+    set_ctr_weight(&mut client, 1.0);
+    click_stream(&mut client, &q, &target, 20);
+    assert!(rank(&search(&mut client, &q), &target).is_some_and(|r| r < 6));
+    // Twenty half-lives later the clicks weigh nothing: the visual order is back.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(rank(&search(&mut client, &q), &target), Some(6));
+}
+
+#[test]
+fn clicks_export_as_triplets_and_virtual_ids() {
+    let server = Server::start("");
+    let mut client = server.client();
+    catalogue(&mut client);
+    let q = query(4);
+    let first = search(&mut client, &q);
+    let (a, b) = (first.hits[2].id.clone(), first.hits[4].id.clone());
+    // Three queries where the shopper clicks both a and b: a co-click edge of weight 3.
+    for _ in 0..3 {
+        let r = search(&mut client, &q);
+        for id in [&a, &b] {
+            client
+                .click(ClickRequest {
+                    query_id: r.query_id,
+                    item_id: id.clone(),
+                    position: rank(&r, id).unwrap() as u32,
+                })
+                .unwrap();
+        }
+    }
+    let out = crate::support::TempDir::new("export");
+    let addr = server.addr.to_string();
+    let o = vsa(&[
+        "export-clicks",
+        "--addr",
+        &addr,
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let triplets = std::fs::read_to_string(out.path().join("triplets.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = triplets
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per query: a (pos 2) over the two unclicked above it, b (pos 4) over the three above
+    // it that were not clicked.
+    assert_eq!(lines.len(), 3 * (2 + 3), "{triplets}");
+    for t in &lines {
+        assert_eq!(t["anchor"].as_array().unwrap().len(), DIM);
+        assert!(t["positive"] == a.as_str() || t["positive"] == b.as_str());
+        assert!(t["negative"] != a.as_str() && t["negative"] != b.as_str());
+    }
+    let virtual_ids = std::fs::read_to_string(out.path().join("virtual_ids.jsonl")).unwrap();
+    let mut pair = vec![a.clone(), b.clone()];
+    pair.sort();
+    let v: serde_json::Value = serde_json::from_str(virtual_ids.lines().next().unwrap()).unwrap();
+    assert_eq!(v["items"], serde_json::json!(pair));
+}
