@@ -11,187 +11,13 @@
 //! [--ingest-items M] [--vsa target/release/vsa]`. Needs `./scripts/setup.sh` (the server loads
 //! the model at start).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vsa_protocol::{
-    AdminAction, BlockingClient, ClientOptions, ItemContent, QueryInput, Request, Response,
-    SearchRequest, UpsertRequest,
-};
-
-const DIM: usize = 1280;
-const TOKEN: &str = "durability-bench-token";
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn embedding(n: u64) -> Vec<f32> {
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..DIM)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
-fn upsert(n: u64) -> Request {
-    Request::Upsert(UpsertRequest {
-        id: format!("item-{n:08}"),
-        content: ItemContent::Embedding(embedding(n)),
-        category: format!("c{}", n % 8),
-        attributes: vec![],
-        metadata: vec![],
-    })
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    started_in: Duration,
-}
-
-impl Server {
-    fn start(vsa: &Path, dir: &Path, toml: &str) -> Res<Server> {
-        std::fs::create_dir_all(dir)?;
-        let config = dir.join("vsa.toml");
-        std::fs::write(
-            &config,
-            format!("[admin]\ntoken = \"{TOKEN}\"\n\n[pool]\nworkers = 1\n\n{toml}\n"),
-        )?;
-        let t = Instant::now();
-        let mut child = Command::new(vsa)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            if out.read_line(&mut line)? == 0 {
-                return Err("vsa serve exited before listening".into());
-            }
-            if let Some(a) = line.trim().strip_prefix("vsa listening on ") {
-                break a.parse()?;
-            }
-        };
-        let started_in = t.elapsed();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = std::io::Read::read_to_string(&mut out, &mut sink);
-        });
-        Ok(Server {
-            child,
-            addr,
-            started_in,
-        })
-    }
-
-    fn client(&self) -> Res<BlockingClient> {
-        Ok(BlockingClient::connect_with(
-            self.addr,
-            ClientOptions {
-                admin_token: Some(TOKEN.into()),
-                request_timeout: Some(Duration::from_secs(600)),
-                ..ClientOptions::default()
-            },
-        )?)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Upserts `[from, to)` over `clients` connections, `window` requests in flight each.
-fn ingest(server: &Server, from: u64, to: u64, clients: u64, window: usize) -> Res<f64> {
-    let t = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let client = server.client().map_err(|e| e.to_string());
-            std::thread::spawn(move || -> Result<(), String> {
-                let mut client = client?;
-                let mut in_flight = 0usize;
-                let mut n = from + c;
-                while n < to || in_flight > 0 {
-                    if n < to && in_flight < window {
-                        client.send(upsert(n)).map_err(|e| e.to_string())?;
-                        in_flight += 1;
-                        n += clients;
-                        continue;
-                    }
-                    match client.recv().map_err(|e| e.to_string())? {
-                        Response::Upserted(_) => in_flight -= 1,
-                        other => return Err(format!("upsert answered {other:?}")),
-                    }
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().map_err(|_| "ingest thread panicked")??;
-    }
-    Ok((to - from) as f64 / t.elapsed().as_secs_f64())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Search latencies (ms) from `clients` threads for `secs`, over items `[0, n)`.
-fn search_load(server: &Server, n: u64, clients: u64, secs: f64) -> Res<Vec<f64>> {
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let client = server.client().map_err(|e| e.to_string());
-            std::thread::spawn(move || -> Result<Vec<f64>, String> {
-                let mut client = client?;
-                let mut lat = Vec::new();
-                let mut q = c * 7919;
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    client
-                        .search(SearchRequest::new(
-                            QueryInput::Embedding(embedding(q % n)),
-                            10,
-                        ))
-                        .map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    q += 104_729;
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().map_err(|_| "search thread panicked")??);
-    }
-    all.sort_by(f64::total_cmp);
-    Ok(all)
-}
+use vsa_benches::appliance::{Res, Server, embedding, ingest, percentile, search_load, upsert};
+use vsa_protocol::{AdminAction, QueryInput, Response, SearchRequest};
 
 fn main() -> Res<()> {
     let mut items: u64 = 1_000_000;
@@ -252,12 +78,21 @@ fn main() -> Res<()> {
     let rate = ingest(&server, 0, items, 4, 32)?;
     println!("- ingest: {rate:.0} items/s");
     let mut admin = server.client()?;
-    // Wait for the encoder fitted at `items` (searches go through the binary index after it).
+    // Wait for the encoder fitted at `items`: until then searches are exact (seconds each at
+    // 1M); afterwards they go through the binary index.
     let t = Instant::now();
-    while admin.stats()?.epoch < 3 && t.elapsed() < Duration::from_secs(600) {
-        std::thread::sleep(Duration::from_millis(500));
+    loop {
+        let q = Instant::now();
+        admin.search(SearchRequest::new(QueryInput::Embedding(embedding(7)), 10))?;
+        if q.elapsed() < Duration::from_millis(200) || t.elapsed() > Duration::from_secs(900) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "- binary index ready {:.1} s after the ingest",
+        t.elapsed().as_secs_f64()
+    );
     let log_bytes = dir_size(&dir.join("data/wal"));
     println!(
         "- log on disk: {:.1} MB ({:.0} B/item)",

@@ -1,0 +1,194 @@
+//! Running the real `vsa serve` for benchmarks that drive it over TCP: start it on a free port
+//! with a config, connect clients, measure search latency.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vsa_protocol::{
+    BlockingClient, ClientOptions, ItemContent, QueryInput, Request, Response, SearchRequest,
+    UpsertRequest,
+};
+
+/// Result of the benchmark drivers.
+pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Embedding size of the bundled model.
+pub const DIM: usize = 1280;
+/// The admin token the servers are started with.
+pub const TOKEN: &str = "durability-bench-token";
+
+/// A deterministic pseudo-random vector per item number.
+pub fn embedding(n: u64) -> Vec<f32> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// An embedding upsert of item `n` (category `c{n % 8}`).
+pub fn upsert(n: u64) -> Request {
+    Request::Upsert(UpsertRequest {
+        id: format!("item-{n:08}"),
+        content: ItemContent::Embedding(embedding(n)),
+        category: format!("c{}", n % 8),
+        attributes: vec![],
+        metadata: vec![],
+    })
+}
+
+/// A `vsa serve` child process (killed on drop).
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// From spawn to listening (includes boot recovery).
+    pub started_in: Duration,
+}
+
+impl Server {
+    /// Starts it with its data in `dir` and `toml` appended to the config.
+    pub fn start(vsa: &Path, dir: &Path, toml: &str) -> Res<Server> {
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("vsa.toml");
+        std::fs::write(
+            &config,
+            format!("[admin]\ntoken = \"{TOKEN}\"\n\n[pool]\nworkers = 1\n\n{toml}\n"),
+        )?;
+        let t = Instant::now();
+        let mut child = Command::new(vsa)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if out.read_line(&mut line)? == 0 {
+                return Err("vsa serve exited before listening".into());
+            }
+            if let Some(a) = line.trim().strip_prefix("vsa listening on ") {
+                break a.parse()?;
+            }
+        };
+        let started_in = t.elapsed();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut out, &mut sink);
+        });
+        Ok(Server {
+            child,
+            addr,
+            started_in,
+        })
+    }
+
+    /// A client with the admin token.
+    pub fn client(&self) -> Res<BlockingClient> {
+        Ok(BlockingClient::connect_with(
+            self.addr,
+            ClientOptions {
+                admin_token: Some(TOKEN.into()),
+                request_timeout: Some(Duration::from_secs(600)),
+                ..ClientOptions::default()
+            },
+        )?)
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `p` quantile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Search latencies (ms, sorted) from `clients` threads for `secs`, over items `[0, n)`.
+pub fn search_load(server: &Server, n: u64, clients: u64, secs: f64) -> Res<Vec<f64>> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = server.client().map_err(|e| e.to_string());
+            std::thread::spawn(move || -> Result<Vec<f64>, String> {
+                let mut client = client?;
+                let mut lat = Vec::new();
+                let mut q = c * 7919;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    client
+                        .search(SearchRequest::new(
+                            QueryInput::Embedding(embedding(q % n)),
+                            10,
+                        ))
+                        .map_err(|e| e.to_string())?;
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    q += 104_729;
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| "search thread panicked")??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all)
+}
+
+/// Upserts `[from, to)` over `clients` connections, `window` requests in flight each.
+pub fn ingest(server: &Server, from: u64, to: u64, clients: u64, window: usize) -> Res<f64> {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = server.client().map_err(|e| e.to_string());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut client = client?;
+                let mut in_flight = 0usize;
+                let mut n = from + c;
+                while n < to || in_flight > 0 {
+                    if n < to && in_flight < window {
+                        client.send(upsert(n)).map_err(|e| e.to_string())?;
+                        in_flight += 1;
+                        n += clients;
+                        continue;
+                    }
+                    match client.recv().map_err(|e| e.to_string())? {
+                        Response::Upserted(_) => in_flight -= 1,
+                        other => return Err(format!("upsert answered {other:?}")),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "ingest thread panicked")??;
+    }
+    Ok((to - from) as f64 / t.elapsed().as_secs_f64())
+}
