@@ -21,7 +21,6 @@
 //! itself, refreshed whenever the catalogue grows) in the routing table.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use crate::error::EngineError;
 use crate::partition::{
     EncoderGen, Partition, PartitionArguments, PartitionMessage, SnapshotWritten,
 };
+use crate::rebalance::{CategoryLoad, Plan, Status as RebalanceStatusInfo, Thresholds};
 use crate::store::ItemRecord;
 
 /// Index and routing settings.
@@ -63,6 +63,16 @@ pub struct IndexConfig {
     pub partition_timeout_ms: u64,
     /// Localisation prototypes (k-means centroids) once past `fit_threshold`.
     pub prototypes: usize,
+    /// Rebalance: a shard above this many items is split.
+    pub rebalance_split_items: u64,
+    /// Rebalance: a category whose shards average below half this is merged into fewer.
+    pub rebalance_merge_items: u64,
+    /// Rebalance: most shards per category.
+    pub rebalance_max_shards: usize,
+    /// Rebalance: a shard serving more than this × the mean searches per shard is hot.
+    pub rebalance_hot_factor: f64,
+    /// Rebalance: old shards are stopped this long after the switch (in-flight searches end).
+    pub rebalance_grace_ms: u64,
 }
 
 impl Default for IndexConfig {
@@ -76,6 +86,11 @@ impl Default for IndexConfig {
             candidates: 500,
             partition_timeout_ms: 2000,
             prototypes: 1024,
+            rebalance_split_items: 1_000_000,
+            rebalance_merge_items: 10_000,
+            rebalance_max_shards: 64,
+            rebalance_hot_factor: 4.0,
+            rebalance_grace_ms: 2000,
         }
     }
 }
@@ -200,6 +215,47 @@ pub enum CoordinatorMessage {
     ),
     /// Periodic: start a checkpoint when due.
     Tick,
+    /// An operator's rebalance command; replies `(message, JSON payload)`.
+    Rebalance(
+        RebalanceCommand,
+        RpcReplyPort<Result<(String, Option<String>), String>>,
+    ),
+    /// A staged category's old shard exported its items (`generation` of the staging).
+    StagingExported(u64, Result<Vec<Arc<ItemRecord>>, String>),
+    /// A staged category's new shards loaded one export.
+    StagingLoaded(u64),
+}
+
+/// Rebalance commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceCommand {
+    /// Compute a plan.
+    Plan,
+    /// Apply plan `id`.
+    Apply(u64),
+    /// Cancel the running apply (before its switch).
+    Cancel,
+    /// Report progress.
+    Status,
+}
+
+/// A running apply.
+#[derive(Debug)]
+struct Run {
+    plan: Plan,
+    step: usize,
+    staging: Option<Staging>,
+}
+
+/// One category being rebuilt with a new shard count.
+#[derive(Debug)]
+struct Staging {
+    generation: u64,
+    category: String,
+    slots: Vec<PartitionSlot>,
+    exports_left: usize,
+    loads_left: usize,
+    total: usize,
 }
 
 /// The durable side of the coordinator.
@@ -231,6 +287,11 @@ pub struct CoordinatorState {
     storage: Option<Storage>,
     /// Writes for shards being recovered, in order.
     pending: HashMap<(String, usize), Vec<PartitionMessage>>,
+    plan: Option<Plan>,
+    next_plan_id: u64,
+    run: Option<Run>,
+    status: RebalanceStatusInfo,
+    staging_generation: u64,
 }
 
 impl CoordinatorState {
@@ -293,10 +354,25 @@ impl CoordinatorState {
         self.routing.send_replace(Arc::new(self.table.clone()));
     }
 
-    fn shard_of(&self, id: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
-        (h.finish() % self.config.shards_per_category.max(1) as u64) as usize
+    /// The shard of an id in its category (the category's current shard count; the
+    /// configured one for a new category).
+    fn shard_of(&self, category: &str, id: &str) -> usize {
+        let n = self
+            .table
+            .categories
+            .get(category)
+            .map_or(self.config.shards_per_category, Vec::len);
+        crate::durability::record::shard_for(id, n)
+    }
+
+    /// The staging partition a write to `(category, id)` must also reach during a rebalance.
+    fn staged(&self, category: &str, id: &str) -> Option<ActorRef<PartitionMessage>> {
+        let st = self.run.as_ref()?.staging.as_ref()?;
+        if st.category != category {
+            return None;
+        }
+        let i = crate::durability::record::shard_for(id, st.slots.len());
+        st.slots.get(i).map(|s| s.actor.clone())
     }
 
     fn slot(&self, category: &str, shard: usize) -> Option<&PartitionSlot> {
@@ -327,6 +403,7 @@ async fn spawn_partition(
             category: category.to_string(),
             encoder,
             initial,
+            staging: false,
         },
         supervisor,
     )
@@ -362,6 +439,11 @@ impl Actor for Coordinator {
             generation: 0,
             storage: None,
             pending: HashMap::new(),
+            plan: None,
+            next_plan_id: 1,
+            run: None,
+            status: RebalanceStatusInfo::default(),
+            staging_generation: 0,
         };
         state.table.epoch = state.routing.borrow().epoch;
         if let Some(dir) = args.storage.dir.clone() {
@@ -389,8 +471,8 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             CoordinatorMessage::Upsert(record, reply) => {
-                let shard = state.shard_of(&record.id);
                 let category = record.category.clone();
+                let shard = state.shard_of(&category, &record.id);
                 let previous = state.directory.get(&record.id).cloned();
                 let moved = previous
                     .as_ref()
@@ -437,7 +519,16 @@ impl Actor for Coordinator {
                     .directory
                     .insert(record.id.clone(), (category.clone(), shard));
                 if moved && let Some((c, s)) = &previous {
+                    if let Some(staged) = state.staged(c, &record.id) {
+                        let _ =
+                            staged.send_message(PartitionMessage::Delete(record.id.clone(), None));
+                    }
                     state.deliver(c, *s, PartitionMessage::Delete(record.id.clone(), None));
+                }
+                if let Some(staged) = state.staged(&category, &record.id) {
+                    let (tx, _rx) = ractor::concurrency::oneshot();
+                    let _ =
+                        staged.send_message(PartitionMessage::Upsert(record.clone(), tx.into()));
                 }
                 // The partition answers through this port; the caller hears once the log has
                 // the write too.
@@ -484,6 +575,9 @@ impl Actor for Coordinator {
                 };
                 state.seq = seq;
                 state.directory.remove(&id);
+                if let Some(staged) = state.staged(&c, &id) {
+                    let _ = staged.send_message(PartitionMessage::Delete(id.clone(), None));
+                }
                 let rebuilt = state.rebuild_watch(&c, s);
                 let (tx, rx) = ractor::concurrency::oneshot();
                 state.deliver(&c, s, PartitionMessage::Delete(id, Some(tx.into())));
@@ -612,6 +706,26 @@ impl Actor for Coordinator {
                     let _ = r.send(answer);
                 }
             }
+            CoordinatorMessage::Rebalance(cmd, reply) => {
+                let r = rebalance_command(&myself, state, cmd).await;
+                let _ = reply.send(r);
+            }
+            CoordinatorMessage::StagingExported(generation, result) => {
+                staging_exported(&myself, state, generation, result);
+            }
+            CoordinatorMessage::StagingLoaded(generation) => {
+                let done = match state.run.as_mut().and_then(|r| r.staging.as_mut()) {
+                    Some(st) if st.generation == generation => {
+                        st.loads_left = st.loads_left.saturating_sub(1);
+                        st.loads_left == 0 && st.exports_left == 0
+                    }
+                    _ => false,
+                };
+                update_progress(state);
+                if done {
+                    switch_layout(&myself, state).await?;
+                }
+            }
             CoordinatorMessage::Tick => {
                 if let Some(st) = &state.storage {
                     let by_size = st.config.checkpoint_log_bytes > 0
@@ -666,6 +780,14 @@ impl Actor for Coordinator {
             .find(|s| s.actor.get_id() == id)
             .map(|s| (s.category.clone(), s.shard));
         let Some((category, shard)) = found else {
+            let staged = state
+                .run
+                .as_ref()
+                .and_then(|r| r.staging.as_ref())
+                .is_some_and(|st| st.slots.iter().any(|s| s.actor.get_id() == id));
+            if staged && failed {
+                fail_run(state, "a new shard failed while being filled".into());
+            }
             return Ok(());
         };
         if failed {
@@ -795,6 +917,7 @@ async fn boot_recovery(
     state.table.checkpoint_seq = recovered.manifest.checkpoints.last().map_or(0, |c| c.seq);
     let n = state.config.shards_per_category.max(1);
     let mut by_category: BTreeMap<String, BTreeMap<usize, Vec<ItemRecord>>> = BTreeMap::new();
+    let layouts = recovered.layouts.clone();
     for ((category, shard), items) in recovered.shards {
         by_category
             .entry(category)
@@ -802,7 +925,11 @@ async fn boot_recovery(
             .insert(shard as usize, items);
     }
     for (category, mut shards) in by_category {
-        let count = shards.keys().max().map_or(n, |m| (m + 1).max(n));
+        let count = match layouts.get(&category) {
+            // A rebalance set this category's shard count.
+            Some(m) => (*m as usize).max(shards.keys().max().map_or(0, |k| k + 1)),
+            None => shards.keys().max().map_or(n, |m| (m + 1).max(n)),
+        };
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
             let items = shards.remove(&i).unwrap_or_default();
@@ -1127,4 +1254,350 @@ fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState
             items,
         }));
     });
+}
+
+fn thresholds(c: &IndexConfig) -> Thresholds {
+    Thresholds {
+        split_items: c.rebalance_split_items,
+        merge_items: c.rebalance_merge_items,
+        max_shards: c.rebalance_max_shards,
+        hot_factor: c.rebalance_hot_factor,
+    }
+}
+
+/// Plan / apply / cancel / status.
+async fn rebalance_command(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    cmd: RebalanceCommand,
+) -> Result<(String, Option<String>), String> {
+    match cmd {
+        RebalanceCommand::Plan => {
+            let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            let mut counts: HashMap<(&str, usize), u64> = HashMap::new();
+            for (id, (c, s)) in &state.directory {
+                ids.entry(c.as_str()).or_default().push(id.clone());
+                *counts.entry((c.as_str(), *s)).or_default() += 1;
+            }
+            let mut loads = Vec::new();
+            for (category, slots) in &state.table.categories {
+                let mut shards = Vec::new();
+                for slot in slots {
+                    let searches = ractor::call_t!(slot.actor, PartitionMessage::Stats, 1000)
+                        .map_or(0, |s| s.searches);
+                    let items = counts
+                        .get(&(category.as_str(), slot.shard))
+                        .copied()
+                        .unwrap_or(0);
+                    shards.push((slot.name.clone(), items, searches));
+                }
+                loads.push(CategoryLoad {
+                    category: category.clone(),
+                    shards,
+                    ids: ids.remove(category.as_str()).unwrap_or_default(),
+                });
+            }
+            let steps = crate::rebalance::plan(&loads, &thresholds(&state.config));
+            let plan_id = state.next_plan_id;
+            state.next_plan_id += 1;
+            let reason = if steps.is_empty() {
+                "balanced: nothing to do".to_string()
+            } else {
+                steps
+                    .iter()
+                    .map(|s| format!("{} {} {}→{}", s.kind, s.category, s.from.len(), s.to.len()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let plan = Plan {
+                plan_id,
+                steps,
+                reason: reason.clone(),
+            };
+            let payload = serde_json::to_string(&plan).unwrap_or_default();
+            state.plan = Some(plan);
+            Ok((format!("plan {plan_id}: {reason}"), Some(payload)))
+        }
+        RebalanceCommand::Apply(id) => {
+            if state.run.is_some() {
+                return Err("a rebalance is already running".into());
+            }
+            let Some(plan) = state.plan.clone().filter(|p| p.plan_id == id) else {
+                return Err(format!(
+                    "no plan {id}: compute one with RebalancePlan first"
+                ));
+            };
+            if plan.steps.is_empty() {
+                return Err(format!("plan {id} has nothing to do"));
+            }
+            if state.table.slots().any(|s| s.recovering) {
+                return Err("a shard is recovering; try again shortly".into());
+            }
+            state.plan = None;
+            state.status = RebalanceStatusInfo {
+                state: "running".into(),
+                plan_id: Some(id),
+                progress: 0.0,
+                message: "starting".into(),
+            };
+            state.run = Some(Run {
+                plan,
+                step: 0,
+                staging: None,
+            });
+            start_step(myself, state).await.map_err(|e| e.to_string())?;
+            Ok((format!("applying plan {id}"), None))
+        }
+        RebalanceCommand::Cancel => {
+            let Some(run) = state.run.take() else {
+                return Err("no rebalance is running".into());
+            };
+            if let Some(st) = run.staging {
+                for s in st.slots {
+                    s.actor.stop(Some("rebalance cancelled".into()));
+                }
+            }
+            state.status = RebalanceStatusInfo {
+                state: "cancelled".into(),
+                plan_id: Some(run.plan.plan_id),
+                progress: state.status.progress,
+                message: format!(
+                    "cancelled at step {} of {} (steps before it had switched)",
+                    run.step + 1,
+                    run.plan.steps.len()
+                ),
+            };
+            state.publish();
+            Ok((format!("plan {} cancelled", run.plan.plan_id), None))
+        }
+        RebalanceCommand::Status => Ok((
+            state.status.message.clone(),
+            Some(serde_json::to_string(&state.status).unwrap_or_default()),
+        )),
+    }
+}
+
+/// Starts the current step of the run: staging shards, exports of the old ones.
+async fn start_step(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+) -> Result<(), ActorProcessingErr> {
+    let Some(run) = &state.run else {
+        return Ok(());
+    };
+    let Some(step) = run.plan.steps.get(run.step).cloned() else {
+        return Ok(());
+    };
+    let old: Vec<PartitionSlot> = state
+        .table
+        .categories
+        .get(&step.category)
+        .cloned()
+        .unwrap_or_default();
+    let m = step.to.len().max(1);
+    let mut slots = Vec::with_capacity(m);
+    for i in 0..m {
+        let name = partition_name(&step.category, i);
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            Partition,
+            PartitionArguments {
+                name: name.clone(),
+                category: step.category.clone(),
+                encoder: state.table.encoder.clone(),
+                initial: Vec::new(),
+                staging: true,
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        slots.push(PartitionSlot {
+            name,
+            category: step.category.clone(),
+            shard: i,
+            actor,
+            recovering: false,
+        });
+    }
+    state.staging_generation += 1;
+    let generation = state.staging_generation;
+    if let Some(run) = &mut state.run {
+        run.staging = Some(Staging {
+            generation,
+            category: step.category.clone(),
+            slots,
+            exports_left: old.len(),
+            loads_left: old.len(),
+            total: old.len(),
+        });
+    }
+    // Copy in the background: each old shard hands over shared handles to its items.
+    for slot in old {
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let r = ractor::call_t!(slot.actor, PartitionMessage::Export, 60_000)
+                .map_err(|e| format!("{}: {e}", slot.name));
+            let _ = me.send_message(CoordinatorMessage::StagingExported(generation, r));
+        });
+    }
+    if state
+        .table
+        .categories
+        .get(&step.category)
+        .is_none_or(Vec::is_empty)
+    {
+        // Nothing to copy (the category emptied meanwhile): switch at once.
+        switch_layout(myself, state).await?;
+    }
+    update_progress(state);
+    Ok(())
+}
+
+/// One old shard's items arrived: load them into the new shards they hash to.
+fn staging_exported(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    generation: u64,
+    result: Result<Vec<Arc<ItemRecord>>, String>,
+) {
+    let Some(st) = state.run.as_mut().and_then(|r| r.staging.as_mut()) else {
+        return;
+    };
+    if st.generation != generation {
+        return;
+    }
+    let records = match result {
+        Ok(r) => r,
+        Err(e) => {
+            fail_run(state, format!("copying a shard failed: {e}"));
+            return;
+        }
+    };
+    st.exports_left = st.exports_left.saturating_sub(1);
+    let m = st.slots.len();
+    let mut groups: Vec<Vec<ItemRecord>> = vec![Vec::new(); m];
+    for r in records {
+        groups[crate::durability::record::shard_for(&r.id, m)].push((*r).clone());
+    }
+    let mut waits = Vec::new();
+    for (slot, group) in st.slots.iter().zip(groups) {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let _ = slot
+            .actor
+            .send_message(PartitionMessage::Load(group, tx.into()));
+        waits.push(rx);
+    }
+    let me = myself.clone();
+    tokio::spawn(async move {
+        for w in waits {
+            let _ = w.await;
+        }
+        let _ = me.send_message(CoordinatorMessage::StagingLoaded(generation));
+    });
+    update_progress(state);
+}
+
+fn update_progress(state: &mut CoordinatorState) {
+    let Some(run) = &state.run else {
+        return;
+    };
+    let steps = run.plan.steps.len().max(1) as f32;
+    let within = run.staging.as_ref().map_or(0.0, |st| {
+        let t = (st.total.max(1) * 2) as f32;
+        ((st.total - st.exports_left) + (st.total - st.loads_left)) as f32 / t
+    });
+    state.status.progress = ((run.step as f32 + within) / steps).min(1.0);
+    if let Some(step) = run.plan.steps.get(run.step) {
+        state.status.message = format!(
+            "step {}/{}: {} {} {}→{} shards",
+            run.step + 1,
+            run.plan.steps.len(),
+            step.kind,
+            step.category,
+            step.from.len(),
+            step.to.len()
+        );
+    }
+}
+
+fn fail_run(state: &mut CoordinatorState, why: String) {
+    tracing::error!(error = %why, "rebalance failed");
+    if let Some(run) = state.run.take() {
+        if let Some(st) = run.staging {
+            for s in st.slots {
+                s.actor.stop(Some("rebalance failed".into()));
+            }
+        }
+        state.status = RebalanceStatusInfo {
+            state: "failed".into(),
+            plan_id: Some(run.plan.plan_id),
+            progress: state.status.progress,
+            message: why,
+        };
+    }
+}
+
+/// Every copy is loaded: log the new layout, swap the routing table, retire the old shards,
+/// go on with the next step.
+async fn switch_layout(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+) -> Result<(), ActorProcessingErr> {
+    let Some(st) = state.run.as_mut().and_then(|r| r.staging.take()) else {
+        return Ok(());
+    };
+    let m = st.slots.len();
+    let seq = state.seq + 1;
+    // The layout record orders every later write (new numbering) after it in the log.
+    if let Err(e) = state.log(
+        seq,
+        WalOp::Layout {
+            category: st.category.clone(),
+            shards: m as u32,
+        },
+    ) {
+        for s in st.slots {
+            s.actor.stop(None);
+        }
+        fail_run(state, format!("logging the new layout failed: {e}"));
+        return Ok(());
+    }
+    state.seq = seq;
+    for slot in &st.slots {
+        let _ = slot.actor.send_message(PartitionMessage::EndStaging);
+    }
+    let old = state
+        .table
+        .categories
+        .insert(st.category.clone(), st.slots)
+        .unwrap_or_default();
+    for (id, (c, s)) in state.directory.iter_mut() {
+        if *c == st.category {
+            *s = crate::durability::record::shard_for(id, m);
+        }
+    }
+    state.publish();
+    tracing::info!(category = %st.category, from = old.len(), to = m, "rebalance switched the layout");
+    let grace = Duration::from_millis(state.config.rebalance_grace_ms);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        for s in old {
+            s.actor.stop(Some("retired by a rebalance".into()));
+        }
+    });
+    let more = state.run.as_mut().is_some_and(|r| {
+        r.step += 1;
+        r.step < r.plan.steps.len()
+    });
+    if more {
+        Box::pin(start_step(myself, state)).await?;
+    } else if let Some(run) = state.run.take() {
+        state.status = RebalanceStatusInfo {
+            state: "done".into(),
+            plan_id: Some(run.plan.plan_id),
+            progress: 1.0,
+            message: format!("plan {} applied: {}", run.plan.plan_id, run.plan.reason),
+        };
+    }
+    Ok(())
 }

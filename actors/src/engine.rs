@@ -1083,6 +1083,16 @@ impl Engine {
         )?)
     }
 
+    /// A rebalance command (plan, apply, cancel, status): `(message, JSON payload)`.
+    pub async fn rebalance(
+        &self,
+        cmd: crate::coordinator::RebalanceCommand,
+    ) -> Result<(String, Option<String>)> {
+        let coordinator = self.coordinator()?;
+        ractor::call_t!(coordinator, CoordinatorMessage::Rebalance, 30_000, cmd)?
+            .map_err(EngineError::BadRequest)
+    }
+
     /// Snapshots every shard now (a checkpoint) and truncates the log behind it.
     pub async fn checkpoint(&self) -> Result<String> {
         let coordinator = self.coordinator()?;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod inference;
 pub mod partition;
 pub mod quality;
+pub mod rebalance;
 pub mod store;
 pub mod supervisor;
 

@@ -100,6 +100,9 @@ pub struct PartitionArguments {
     pub encoder: Option<EncoderGen>,
     /// Items to start with (recovered from disk).
     pub initial: Vec<ItemRecord>,
+    /// A rebalance target being filled: remember the ids written directly, so a bulk
+    /// [`PartitionMessage::Load`] of older copies never overwrites them.
+    pub staging: bool,
 }
 
 /// What a written snapshot holds.
@@ -143,6 +146,13 @@ pub enum PartitionMessage {
         /// Answered when written.
         reply: RpcReplyPort<Result<SnapshotWritten, String>>,
     },
+    /// Every item (shared handles), for a rebalance copy.
+    Export(RpcReplyPort<Vec<Arc<ItemRecord>>>),
+    /// Bulk insert from a rebalance copy; ids written directly since staging began are
+    /// skipped (their direct write is newer). Replies with the number inserted.
+    Load(Vec<ItemRecord>, RpcReplyPort<usize>),
+    /// The rebalance switched to this partition: stop tracking direct writes.
+    EndStaging,
     /// Fault injection: panic inside the handler.
     Panic,
     /// Fault injection: stop handling messages for this long (ms).
@@ -157,6 +167,8 @@ pub struct PartitionState {
     store: ItemStore,
     index: Option<(EncoderGen, Shard)>,
     searches: u64,
+    /// Ids written directly while staging (None: not staging).
+    touched: Option<std::collections::HashSet<String>>,
 }
 
 impl PartitionState {
@@ -298,6 +310,7 @@ impl Actor for Partition {
             store: ItemStore::default(),
             index: None,
             searches: 0,
+            touched: args.staging.then(std::collections::HashSet::new),
         };
         for record in args.initial {
             state.store.upsert(record);
@@ -316,6 +329,9 @@ impl Actor for Partition {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PartitionMessage::Upsert(record, reply) => {
+                if let Some(t) = &mut state.touched {
+                    t.insert(record.id.clone());
+                }
                 let (key, old) = state.store.upsert(record);
                 if let Some((_, shard)) = &mut state.index
                     && let Some(old) = old
@@ -328,6 +344,9 @@ impl Actor for Partition {
                 let _ = reply.send(old.is_some());
             }
             PartitionMessage::Delete(id, reply) => {
+                if let Some(t) = &mut state.touched {
+                    t.insert(id.clone());
+                }
                 let old = state.store.remove(&id);
                 if let (Some((_, shard)), Some(old)) = (&mut state.index, old) {
                     shard.delete(old);
@@ -409,6 +428,35 @@ impl Actor for Partition {
                         .map_err(|e| e.to_string());
                     let _ = reply.send(r);
                 });
+            }
+            PartitionMessage::Export(reply) => {
+                let _ = reply.send(state.store.shared());
+            }
+            PartitionMessage::Load(records, reply) => {
+                let mut n = 0;
+                for record in records {
+                    if state
+                        .touched
+                        .as_ref()
+                        .is_some_and(|t| t.contains(&record.id))
+                    {
+                        continue;
+                    }
+                    let (key, old) = state.store.upsert(record);
+                    if let Some((_, shard)) = &mut state.index
+                        && let Some(old) = old
+                    {
+                        shard.delete(old);
+                    }
+                    if let Some(record) = state.store.get(key).cloned() {
+                        state.insert_into_shard(key, &record);
+                    }
+                    n += 1;
+                }
+                let _ = reply.send(n);
+            }
+            PartitionMessage::EndStaging => {
+                state.touched = None;
             }
             PartitionMessage::Panic => {
                 panic!("partition {} panicked by fault injection", state.name);

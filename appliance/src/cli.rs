@@ -53,6 +53,8 @@ pub enum Command {
     Stats(commands::stats::StatsArgs),
     /// Operator actions (admin token): snapshot now; panic or stall an actor (rehearsals).
     Admin(commands::admin::AdminArgs),
+    /// Shard rebalancing (admin token): `--plan`, `--apply PLAN_ID`, `--status`, `--cancel`.
+    Rebalance(commands::admin::RebalanceArgs),
     /// Export training data mined from clicks: triplets and co-click virtual ids (JSONL).
     ExportClicks(commands::export_clicks::ExportClicksArgs),
 }
@@ -69,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Health(args) => commands::health::run(args),
         Command::Stats(args) => commands::stats::run(args),
         Command::Admin(args) => commands::admin::run(args),
+        Command::Rebalance(args) => commands::admin::run_rebalance(args),
         Command::ExportClicks(args) => commands::export_clicks::run(args),
     }
 }

@@ -354,6 +354,22 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
             Ok(m) => reply(m),
             Err(e) => Response::error(e.code(), e.to_string()),
         },
+        AdminAction::RebalancePlan
+        | AdminAction::RebalanceApply { .. }
+        | AdminAction::RebalanceCancel
+        | AdminAction::RebalanceStatus => {
+            use vsa_actors::coordinator::RebalanceCommand as C;
+            let cmd = match req.action {
+                AdminAction::RebalanceApply { plan_id } => C::Apply(plan_id),
+                AdminAction::RebalanceCancel => C::Cancel,
+                AdminAction::RebalanceStatus => C::Status,
+                _ => C::Plan,
+            };
+            match shared.engine.rebalance(cmd).await {
+                Ok((message, payload)) => Response::Admin(AdminReply { message, payload }),
+                Err(e) => Response::error(e.code(), e.to_string()),
+            }
+        }
         AdminAction::SetRerankWeights(changes) => match shared.engine.set_weights(&changes) {
             Ok(w) => Response::Admin(AdminReply {
                 message: format!(
@@ -385,10 +401,6 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
                 Err(e) => Response::error(e.code(), e.to_string()),
             }
         }
-        other => Response::error(
-            ErrorCode::BadRequest,
-            format!("admin action {other:?} is not supported by this server yet"),
-        ),
     }
 }
 

@@ -9,4 +9,5 @@ mod config_doc;
 mod demo;
 mod durability;
 mod quality;
+mod rebalance;
 mod serve;

@@ -96,6 +96,19 @@ pub enum WalOp {
         /// Its shard.
         shard: u32,
     },
+    /// From here on `category` has `shards` shards (a rebalance switched its layout): its
+    /// items are placed by [`shard_for`]`(id, shards)` and later records use that numbering.
+    Layout {
+        /// The category.
+        category: String,
+        /// Its new shard count.
+        shards: u32,
+    },
+}
+
+/// The shard of an item id among `shards` (stable across builds and processes: CRC32).
+pub fn shard_for(id: &str, shards: usize) -> usize {
+    (crc32fast::hash(id.as_bytes()) as usize) % shards.max(1)
 }
 
 /// Frames one payload: header + bytes.

@@ -26,6 +26,8 @@ pub struct Recovered {
     pub replayed: u64,
     /// Problems found and what was done about them (empty: a clean recovery).
     pub skipped: Vec<String>,
+    /// Shard counts set by rebalances (the log's latest `Layout` per category).
+    pub layouts: BTreeMap<String, u32>,
 }
 
 impl Recovered {
@@ -44,12 +46,16 @@ pub fn recover(data_dir: &Path, repair: bool) -> Result<Recovered> {
 /// Rebuilds one shard from its newest snapshot and the log records ≤ `upto` (after a panic of
 /// its partition, while the others serve). Never repairs the log (the writer owns it).
 pub fn recover_shard(data_dir: &Path, key: &ShardKey, upto: u64) -> Result<Recovered> {
-    recover_inner(data_dir, Some(key), upto, false)
+    // A rebalance may have renumbered the category's shards: rebuild the whole category,
+    // then keep the one shard.
+    let mut r = recover_inner(data_dir, Some(&key.0), upto, false)?;
+    r.shards.retain(|k, _| k == key);
+    Ok(r)
 }
 
 fn recover_inner(
     data_dir: &Path,
-    only: Option<&ShardKey>,
+    only: Option<&String>,
     upto: u64,
     repair: bool,
 ) -> Result<Recovered> {
@@ -77,7 +83,7 @@ fn recover_inner(
     if let Some(newest) = newest {
         for s in &newest.shards {
             let key = (s.category.clone(), s.shard);
-            if only.is_some_and(|k| k != &key) {
+            if only.is_some_and(|c| c != &key.0) {
                 continue;
             }
             match snapshot::read(&snaps.join(&s.file)) {
@@ -144,13 +150,28 @@ fn recover_inner(
         .min(default_seq);
     let mut first_seen: Option<u64> = None;
     let mut replayed = 0u64;
+    let mut layouts: BTreeMap<String, u32> = BTreeMap::new();
     let report = wal::replay(data_dir, |record| {
         if record.seq > upto {
             return false;
         }
         first_seen.get_or_insert(record.seq);
+        if let WalOp::Layout { category, shards } = &record.op {
+            if only.is_none_or(|c| c == category) {
+                relayout(
+                    &mut base,
+                    category,
+                    *shards,
+                    record.seq,
+                    default_seq,
+                    &mut layouts,
+                );
+            }
+            replayed += 1;
+            return true;
+        }
         let mut apply = |key: ShardKey, f: &mut dyn FnMut(&mut HashMap<String, ItemRecord>)| {
-            if only.is_some_and(|k| k != &key) {
+            if only.is_some_and(|c| c != &key.0) {
                 return;
             }
             let entry = base
@@ -180,11 +201,13 @@ fn recover_inner(
                     m.remove(id);
                 });
             }
+            WalOp::Layout { .. } => {}
         }
         replayed += 1;
         true
     })?;
     out.replayed = replayed;
+    out.layouts = layouts;
     if let Some(first) = first_seen
         && first > min_base + 1
     {
@@ -228,6 +251,49 @@ fn recover_inner(
         })
         .collect();
     Ok(out)
+}
+
+/// A `Layout` record at `seq`: when the category's snapshots predate it, its items are
+/// redistributed over `shards` shards as of `seq` (a checkpoint after it already holds the new
+/// layout: nothing to do).
+fn relayout(
+    base: &mut BTreeMap<ShardKey, (u64, HashMap<String, ItemRecord>)>,
+    category: &str,
+    shards: u32,
+    seq: u64,
+    default_seq: u64,
+    layouts: &mut BTreeMap<String, u32>,
+) {
+    layouts.insert(category.to_string(), shards);
+    let keys: Vec<ShardKey> = base
+        .keys()
+        .filter(|(c, _)| c == category)
+        .cloned()
+        .collect();
+    let newest = keys
+        .iter()
+        .filter_map(|k| base.get(k).map(|(s, _)| *s))
+        .max()
+        .unwrap_or(default_seq)
+        .max(default_seq);
+    if newest >= seq {
+        return;
+    }
+    let mut items: HashMap<String, ItemRecord> = HashMap::new();
+    for k in keys {
+        if let Some((_, m)) = base.remove(&k) {
+            items.extend(m);
+        }
+    }
+    for i in 0..shards.max(1) {
+        base.insert((category.to_string(), i), (seq, HashMap::new()));
+    }
+    for (id, r) in items {
+        let i = super::record::shard_for(&id, shards as usize) as u32;
+        if let Some((_, m)) = base.get_mut(&(category.to_string(), i)) {
+            m.insert(id, r);
+        }
+    }
 }
 
 fn by_id(items: Vec<ItemRecord>) -> HashMap<String, ItemRecord> {

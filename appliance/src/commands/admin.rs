@@ -42,6 +42,21 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 10)]
         top: u32,
     },
+    /// Rebalance shards: compute a plan (default), apply it, watch it, cancel it.
+    Rebalance {
+        /// Compute and print a plan (the default).
+        #[arg(long)]
+        plan: bool,
+        /// Apply the plan with this id.
+        #[arg(long, value_name = "PLAN_ID")]
+        apply: Option<u64>,
+        /// Print the progress of the running (or last) apply.
+        #[arg(long)]
+        status: bool,
+        /// Cancel the running apply (before its switch).
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Fault injection: stall a shard actor for a while.
     Stall {
         /// The actor's name.
@@ -76,6 +91,18 @@ pub fn run(args: AdminArgs) -> anyhow::Result<i32> {
             AdminAction::SetRerankWeights(changes)
         }
         AdminCommand::Clicks { top } => AdminAction::ClickStats { top },
+        AdminCommand::Rebalance {
+            apply,
+            status,
+            cancel,
+            ..
+        } => match (apply, status, cancel) {
+            (Some(plan_id), false, false) => AdminAction::RebalanceApply { plan_id },
+            (None, true, false) => AdminAction::RebalanceStatus,
+            (None, false, true) => AdminAction::RebalanceCancel,
+            (None, false, false) => AdminAction::RebalancePlan,
+            _ => anyhow::bail!("give one of --plan, --apply ID, --status, --cancel"),
+        },
     };
     let outcome = client_common::block_on(async {
         let mut client = client_common::connect(&addr, options).await?;
@@ -94,4 +121,41 @@ pub fn run(args: AdminArgs) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// Arguments of `vsa rebalance` (the same as `vsa admin rebalance`).
+#[derive(Debug, Args)]
+pub struct RebalanceArgs {
+    /// Server address and session token.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The admin token (the server's `admin.token`).
+    #[arg(long, env = "VSA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Compute and print a plan (the default).
+    #[arg(long)]
+    pub plan: bool,
+    /// Apply the plan with this id.
+    #[arg(long, value_name = "PLAN_ID")]
+    pub apply: Option<u64>,
+    /// Print the progress of the running (or last) apply.
+    #[arg(long)]
+    pub status: bool,
+    /// Cancel the running apply (before its switch).
+    #[arg(long)]
+    pub cancel: bool,
+}
+
+/// Runs `vsa rebalance`.
+pub fn run_rebalance(args: RebalanceArgs) -> anyhow::Result<i32> {
+    run(AdminArgs {
+        conn: args.conn,
+        admin_token: args.admin_token,
+        action: AdminCommand::Rebalance {
+            plan: args.plan,
+            apply: args.apply,
+            status: args.status,
+            cancel: args.cancel,
+        },
+    })
 }
