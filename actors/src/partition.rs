@@ -419,15 +419,26 @@ impl Actor for Partition {
                     seq,
                     items: items.len() as u64,
                 };
-                tokio::task::spawn_blocking(move || {
-                    let r = crate::durability::snapshot::write(&path, &header, &items)
-                        .map(|bytes| SnapshotWritten {
-                            items: header.items,
-                            bytes,
-                        })
-                        .map_err(|e| e.to_string());
-                    let _ = reply.send(r);
-                });
+                // A background thread at the lowest CPU priority, one snapshot at a time across
+                // the appliance: searches keep the cores.
+                let spawned = std::thread::Builder::new()
+                    .name("vsa-snapshot".into())
+                    .spawn(move || {
+                        crate::durability::lower_thread_priority();
+                        let _one_at_a_time = crate::durability::SNAPSHOT_WRITER
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let r = crate::durability::snapshot::write(&path, &header, &items)
+                            .map(|bytes| SnapshotWritten {
+                                items: header.items,
+                                bytes,
+                            })
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(r);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(partition = %state.name, error = %e, "cannot start a snapshot thread");
+                }
             }
             PartitionMessage::Export(reply) => {
                 let _ = reply.send(state.store.shared());

@@ -81,12 +81,16 @@ fn recover_inner(
     // A shard absent from a checkpoint was empty at its seq.
     let default_seq = newest.map_or(0, |c| c.seq);
     if let Some(newest) = newest {
-        for s in &newest.shards {
+        let wanted: Vec<&manifest::ShardSnapshot> = newest
+            .shards
+            .iter()
+            .filter(|s| only.is_none_or(|c| c == &s.category))
+            .collect();
+        // Snapshots are independent: read them on every core.
+        let mut reads = read_parallel(&snaps, &wanted);
+        for (s, read) in wanted.iter().zip(reads.drain(..)) {
             let key = (s.category.clone(), s.shard);
-            if only.is_some_and(|c| c != &key.0) {
-                continue;
-            }
-            match snapshot::read(&snaps.join(&s.file)) {
+            match read {
                 Ok(snap) => {
                     base.insert(key, (newest.seq, by_id(snap.items)));
                 }
@@ -294,6 +298,42 @@ fn relayout(
             m.insert(id, r);
         }
     }
+}
+
+/// Reads snapshot files with up to `available_parallelism` threads, results in order.
+fn read_parallel(
+    dir: &Path,
+    shards: &[&manifest::ShardSnapshot],
+) -> Vec<Result<snapshot::Snapshot>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(shards.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<snapshot::Snapshot>>>> =
+        shards.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(s) = shards.get(i) else { break };
+                    let r = snapshot::read(&dir.join(&s.file));
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(super::DurabilityError::Corrupt("snapshot not read".into())))
+        })
+        .collect()
 }
 
 fn by_id(items: Vec<ItemRecord>) -> HashMap<String, ItemRecord> {
