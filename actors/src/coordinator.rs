@@ -1033,6 +1033,7 @@ fn start_checkpoint(
     // New writes go to a new segment, so the old ones can be deleted once covered.
     let rotated = storage.wal.rotate();
     let snap_dir = manifest::snapshot_dir(&storage.dir);
+    let mb_s = storage.config.snapshot_mb_s;
     let mut waits = Vec::new();
     for (i, slot) in state.table.slots().enumerate() {
         let file = format!("snap-{seq:020}-{i:05}.snap");
@@ -1041,6 +1042,7 @@ fn start_checkpoint(
             path: snap_dir.join(&file),
             seq,
             shard: slot.shard as u32,
+            mb_s,
             reply: tx.into(),
         });
         waits.push((

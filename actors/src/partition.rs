@@ -143,6 +143,8 @@ pub enum PartitionMessage {
         seq: u64,
         /// Shard number (recorded in the header).
         shard: u32,
+        /// Write rate limit (MB/s; 0: unlimited).
+        mb_s: u64,
         /// Answered when written.
         reply: RpcReplyPort<Result<SnapshotWritten, String>>,
     },
@@ -410,6 +412,7 @@ impl Actor for Partition {
                 path,
                 seq,
                 shard,
+                mb_s,
                 reply,
             } => {
                 let items = state.store.shared();
@@ -428,12 +431,14 @@ impl Actor for Partition {
                         let _one_at_a_time = crate::durability::SNAPSHOT_WRITER
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let r = crate::durability::snapshot::write(&path, &header, &items)
-                            .map(|bytes| SnapshotWritten {
-                                items: header.items,
-                                bytes,
-                            })
-                            .map_err(|e| e.to_string());
+                        let r = crate::durability::snapshot::write_limited(
+                            &path, &header, &items, mb_s,
+                        )
+                        .map(|bytes| SnapshotWritten {
+                            items: header.items,
+                            bytes,
+                        })
+                        .map_err(|e| e.to_string());
                         let _ = reply.send(r);
                     });
                 if let Err(e) = spawned {

@@ -71,6 +71,9 @@ pub struct StorageConfig {
     pub checkpoint_interval_s: u64,
     /// Bounded queue of the log writer; a full queue answers `busy`.
     pub queue: usize,
+    /// Snapshot write rate limit (MB/s; 0: unlimited), so a checkpoint does not crowd out
+    /// searches.
+    pub snapshot_mb_s: u64,
 }
 
 impl Default for StorageConfig {
@@ -84,6 +87,7 @@ impl Default for StorageConfig {
             checkpoint_log_bytes: 512 << 20,
             checkpoint_interval_s: 600,
             queue: 65_536,
+            snapshot_mb_s: 100,
         }
     }
 }

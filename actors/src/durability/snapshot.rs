@@ -42,6 +42,17 @@ pub struct Snapshot {
 
 /// Writes a snapshot of `items` to `path` (atomically); returns its size in bytes.
 pub fn write(path: &Path, header: &SnapshotHeader, items: &[Arc<ItemRecord>]) -> Result<u64> {
+    write_limited(path, header, items, 0)
+}
+
+/// Like [`write`], at most `mb_s` MB/s (0: unlimited).
+pub fn write_limited(
+    path: &Path,
+    header: &SnapshotHeader,
+    items: &[Arc<ItemRecord>],
+    mb_s: u64,
+) -> Result<u64> {
+    let started = std::time::Instant::now();
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp).map_err(DurabilityError::io(&tmp))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
@@ -53,8 +64,21 @@ pub fn write(path: &Path, header: &SnapshotHeader, items: &[Arc<ItemRecord>]) ->
     put(&mut w, MAGIC)?;
     put(&mut w, &VERSION.to_le_bytes())?;
     put(&mut w, &encode_framed(header)?)?;
+    let mut paced = 0u64;
+    let mut written = 0u64;
     for item in items {
-        put(&mut w, &encode_framed(&DiskItem::from(item.as_ref()))?)?;
+        let bytes = encode_framed(&DiskItem::from(item.as_ref()))?;
+        paced += bytes.len() as u64;
+        written += bytes.len() as u64;
+        put(&mut w, &bytes)?;
+        if mb_s > 0 && paced >= 1 << 20 {
+            paced = 0;
+            let due = written as f64 / (mb_s as f64 * 1e6);
+            let now = started.elapsed().as_secs_f64();
+            if due > now {
+                std::thread::sleep(std::time::Duration::from_secs_f64(due - now));
+            }
+        }
     }
     let file = w
         .into_inner()
