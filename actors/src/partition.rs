@@ -174,6 +174,20 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// Inserts or replaces an item in the store and the shard; true when it replaced one.
+    fn upsert(&mut self, record: ItemRecord) -> bool {
+        let (key, old) = self.store.upsert(record);
+        if let Some((_, shard)) = &mut self.index
+            && let Some(old) = old
+        {
+            shard.delete(old);
+        }
+        if let Some(record) = self.store.get(key).cloned() {
+            self.insert_into_shard(key, &record);
+        }
+        old.is_some()
+    }
+
     fn insert_into_shard(&mut self, key: u64, record: &ItemRecord) {
         if let Some((gen_, shard)) = &mut self.index {
             match gen_.encoder.encode(&record.embedding_f32()) {
@@ -334,16 +348,8 @@ impl Actor for Partition {
                 if let Some(t) = &mut state.touched {
                     t.insert(record.id.clone());
                 }
-                let (key, old) = state.store.upsert(record);
-                if let Some((_, shard)) = &mut state.index
-                    && let Some(old) = old
-                {
-                    shard.delete(old);
-                }
-                if let Some(record) = state.store.get(key).cloned() {
-                    state.insert_into_shard(key, &record);
-                }
-                let _ = reply.send(old.is_some());
+                let replaced = state.upsert(record);
+                let _ = reply.send(replaced);
             }
             PartitionMessage::Delete(id, reply) => {
                 if let Some(t) = &mut state.touched {
@@ -458,15 +464,7 @@ impl Actor for Partition {
                     {
                         continue;
                     }
-                    let (key, old) = state.store.upsert(record);
-                    if let Some((_, shard)) = &mut state.index
-                        && let Some(old) = old
-                    {
-                        shard.delete(old);
-                    }
-                    if let Some(record) = state.store.get(key).cloned() {
-                        state.insert_into_shard(key, &record);
-                    }
+                    state.upsert(record);
                     n += 1;
                 }
                 let _ = reply.send(n);
