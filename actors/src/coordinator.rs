@@ -180,6 +180,8 @@ pub struct CoordinatorArguments {
     pub routing: watch::Sender<Arc<RoutingTable>>,
     /// Durability settings (the data folder).
     pub storage: StorageConfig,
+    /// Where partition failures are recorded (by shard name) for the console.
+    pub failures: crate::supervisor::FailureLog,
 }
 
 /// Answer to a write: its outcome, or why it was not accepted (nothing applied).
@@ -292,6 +294,7 @@ pub struct CoordinatorState {
     run: Option<Run>,
     status: RebalanceStatusInfo,
     staging_generation: u64,
+    failures: crate::supervisor::FailureLog,
 }
 
 impl CoordinatorState {
@@ -444,6 +447,7 @@ impl Actor for Coordinator {
             run: None,
             status: RebalanceStatusInfo::default(),
             staging_generation: 0,
+            failures: args.failures,
         };
         state.table.epoch = state.routing.borrow().epoch;
         if let Some(dir) = args.storage.dir.clone() {
@@ -762,14 +766,15 @@ impl Actor for Coordinator {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failed) = match event {
+        let (cell, failed, why) = match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 tracing::error!(actor = ?cell.get_id(), error = %err, "partition failed");
-                (cell, true)
+                let why = format!("failed: {err}");
+                (cell, true, why)
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 tracing::warn!(actor = ?cell.get_id(), ?reason, "partition stopped");
-                (cell, false)
+                (cell, false, String::new())
             }
             _ => return Ok(()),
         };
@@ -778,7 +783,11 @@ impl Actor for Coordinator {
             .table
             .slots()
             .find(|s| s.actor.get_id() == id)
-            .map(|s| (s.category.clone(), s.shard));
+            .map(|s| (s.category.clone(), s.shard, s.name.clone()));
+        if let (true, Some((_, _, name))) = (failed, &found) {
+            state.failures.record(name, &why);
+        }
+        let found = found.map(|(c, s, _)| (c, s));
         let Some((category, shard)) = found else {
             let staged = state
                 .run

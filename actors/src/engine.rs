@@ -18,6 +18,9 @@ use vsa_index::{Filter, Query};
 use vsa_models::image::RgbImage;
 use vsa_models::{DecodeLimits, Manifest, Preprocessor, Rect};
 use vsa_protocol::{
+    ActorInfo, InferenceTelemetry, ShardTelemetry, StageMetrics, Telemetry, WeightsInfo,
+};
+use vsa_protocol::{
     BoxXywh, CategoryPrediction, ClickReply, ClickRequest, DeleteReply, FilterClause, HealthReply,
     HealthState, InferenceStats, ItemContent, QueryInput, Scope, SearchHit, SearchRequest,
     SearchResponse, ShardStats, StatsReply, UpsertReply, UpsertRequest,
@@ -27,14 +30,17 @@ use crate::clicks::{
     AggregatorArguments, AggregatorMessage, ClickConfig, QueryEntry, QueryLog, RerankWeights,
     aggregator_of, now_s,
 };
-use crate::coordinator::{CoordinatorArguments, CoordinatorMessage, IndexConfig, RoutingTable};
+use crate::coordinator::{
+    CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
+};
 use crate::durability::StorageConfig;
 use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
 use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
 use crate::quality::{Preset, QualityConfig};
 use crate::store::ItemRecord;
-use crate::supervisor::{Root, RootArguments, RootMessage};
+use crate::supervisor::{FailureLog, Root, RootArguments, RootMessage};
+use crate::telemetry::{HistogramSet, InFlight, ShardMeters};
 
 /// Limits on what clients send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +172,9 @@ struct Inner {
     query_log: std::sync::Mutex<QueryLog>,
     weights: std::sync::RwLock<RerankWeights>,
     clicks_rejected: AtomicU64,
+    failures: FailureLog,
+    shard_meters: ShardMeters,
+    stages: HistogramSet,
 }
 
 /// An item image's embedding, colour histogram and quality signals.
@@ -207,6 +216,7 @@ impl Engine {
         let (coord_tx, coord_rx) = watch::channel(None);
         let restarts = Arc::new(AtomicU64::new(0));
         let (agg_tx, agg_rx) = watch::channel(Vec::new());
+        let failures = FailureLog::default();
         let click_dir = config.storage.dir.as_ref().map(|d| d.join("clicks"));
         let aggregators = (0..config.clicks.aggregators.max(1))
             .map(|index| AggregatorArguments {
@@ -226,11 +236,13 @@ impl Engine {
                 config: config.index.clone(),
                 routing: routing_tx,
                 storage: config.storage.clone(),
+                failures: failures.clone(),
             },
             coordinator_ref: coord_tx,
             restarts: restarts.clone(),
             aggregators,
             aggregator_refs: agg_tx,
+            failures: failures.clone(),
         };
         let (root, _) = Actor::spawn(None, Root, args)
             .await
@@ -253,6 +265,9 @@ impl Engine {
                 query_log: std::sync::Mutex::new(QueryLog::default()),
                 weights: std::sync::RwLock::new(RerankWeights::default()),
                 clicks_rejected: AtomicU64::new(0),
+                failures,
+                shard_meters: ShardMeters::default(),
+                stages: HistogramSet::default(),
             }),
         })
     }
@@ -631,7 +646,11 @@ impl Engine {
         let timeout = self.inner.config.index.partition_timeout_ms;
         let answers = join_all(slots.iter().map(|slot| {
             let q = query.clone();
-            async move { ractor::call_t!(slot.actor, PartitionMessage::Search, timeout, q) }
+            let meter = self.inner.shard_meters.get(&slot.name);
+            async move {
+                let _in_flight = InFlight::start(meter);
+                ractor::call_t!(slot.actor, PartitionMessage::Search, timeout, q)
+            }
         }))
         .await;
         timings.push(("search".into(), micros(t)));
@@ -655,7 +674,9 @@ impl Engine {
         };
         // Rerank: the documented combination of visual, colour, quality and CTR.
         hits.truncate(depth);
-        let ctrs = if weights.ctr != 0.0 {
+        // An explained answer shows every component, the CTR too, so an operator can see what
+        // a CTR weight would do before setting it.
+        let ctrs = if weights.ctr != 0.0 || req.options.explain {
             let t = Instant::now();
             let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
             let c = self.ctrs(&ids).await;
@@ -695,6 +716,9 @@ impl Engine {
             })
             .collect();
         timings.push(("total".into(), micros(started)));
+        for (stage, us) in &timings {
+            self.inner.stages.get(stage).record_us(*us);
+        }
         let query_id = self.inner.queries.fetch_add(1, Ordering::Relaxed) + 1;
         self.inner.rate.tick(self.inner.started.elapsed().as_secs());
         self.log_impressions(query_id, &hits, anchor);
@@ -1151,6 +1175,172 @@ impl Engine {
             uptime_ms: now.as_millis() as u64,
             epoch: routing.epoch,
         }
+    }
+
+    /// What the operator console shows of the engine: the supervision tree, shards with their
+    /// meters, the pool, weights, health and per-stage query latency. The server adds its own
+    /// parts (request metrics, connections, log tail).
+    pub async fn telemetry(&self) -> Telemetry {
+        let health = self.health().await;
+        let routing = self.inner.routing.borrow().clone();
+        let stats = join_all(routing.slots().map(|slot| async move {
+            ractor::call_t!(slot.actor, PartitionMessage::Stats, 1000).ok()
+        }))
+        .await;
+        let pool = self.inner.pool.snapshot();
+        let cfg = &self.inner.config.index;
+        let slots: Vec<&PartitionSlot> = routing.slots().collect();
+        let mean_searches = if slots.len() > 1 {
+            stats.iter().flatten().map(|s| s.searches).sum::<u64>() as f64 / slots.len() as f64
+        } else {
+            0.0
+        };
+        let shards: Vec<ShardTelemetry> = slots
+            .iter()
+            .zip(&stats)
+            .map(|(slot, s)| {
+                let meter = self.inner.shard_meters.get(&slot.name);
+                let searches = s.as_ref().map_or(0, |s| s.searches);
+                let items = s.as_ref().map_or(0, |s| s.items);
+                ShardTelemetry {
+                    name: slot.name.clone(),
+                    category: slot.category.clone(),
+                    items,
+                    memory_bytes: s.as_ref().map_or(0, |s| s.memory_bytes),
+                    searches,
+                    in_flight: meter.in_flight.load(Ordering::Relaxed),
+                    latency: meter.latency.snapshot(),
+                    recovering: slot.recovering,
+                    hot: mean_searches > 0.0
+                        && searches as f64 > cfg.rebalance_hot_factor * mean_searches,
+                    oversized: items > cfg.rebalance_split_items,
+                }
+            })
+            .collect();
+        let actors = self.actor_tree(&routing, &pool, &shards);
+        let weights = self.set_weights(&[]).unwrap_or_default();
+        Telemetry {
+            server: format!("vsa {}", env!("CARGO_PKG_VERSION")),
+            uptime_ms: self.inner.started.elapsed().as_millis() as u64,
+            items: shards.iter().map(|s| s.items).sum(),
+            epoch: routing.epoch,
+            health,
+            memory_rss_bytes: crate::telemetry::rss_bytes(),
+            connections_open: 0,
+            connections_refused: 0,
+            requests: Vec::new(),
+            stages: self
+                .inner
+                .stages
+                .snapshot()
+                .into_iter()
+                .map(|(stage, latency)| StageMetrics { stage, latency })
+                .collect(),
+            actors,
+            shards,
+            inference: InferenceTelemetry {
+                workers: pool.workers as u32,
+                live_workers: pool.live_workers as u32,
+                queue_depth: pool.queue_depth as u32,
+                queue_capacity: pool.queue_capacity as u32,
+                max_batch: self.inner.config.pool.max_batch as u32,
+                batches: pool.batches,
+                images: pool.images,
+                busy_rejections: pool.busy_rejections,
+                restarts: pool.restarts,
+                batch_sizes: pool.batch_sizes.clone(),
+            },
+            weights: WeightsInfo {
+                version: weights.version,
+                components: vec![
+                    ("visual".into(), weights.visual),
+                    ("colour".into(), weights.colour),
+                    ("quality".into(), weights.quality),
+                    ("ctr".into(), weights.ctr),
+                ],
+            },
+            log: Vec::new(),
+        }
+    }
+
+    /// The supervision tree, parents first: root → pool (→ model workers), coordinator
+    /// (→ partitions), click aggregators.
+    fn actor_tree(
+        &self,
+        routing: &RoutingTable,
+        pool: &crate::inference::PoolSnapshot,
+        shards: &[ShardTelemetry],
+    ) -> Vec<ActorInfo> {
+        let failures = &self.inner.failures;
+        let status = |s: ractor::ActorStatus| format!("{s:?}").to_lowercase();
+        let node = |name: &str, parent: Option<&str>, role: &str, state: String| {
+            let f = failures.get(name).unwrap_or_default();
+            ActorInfo {
+                name: name.to_string(),
+                parent: parent.map(str::to_string),
+                role: role.to_string(),
+                state,
+                mailbox: None,
+                restarts: f.restarts,
+                last_error: (!f.last_error.is_empty()).then_some(f.last_error),
+            }
+        };
+        let root = self.inner.root.get_cell();
+        let coordinator = self.inner.coordinator.borrow().clone();
+        let aggregators = self.inner.aggregators.borrow().clone();
+        let known: Vec<ractor::ActorId> = coordinator
+            .iter()
+            .map(|c| c.get_id())
+            .chain(aggregators.iter().map(|a| a.get_id()))
+            .collect();
+        let pool_cell = root
+            .get_children()
+            .into_iter()
+            .find(|c| !known.contains(&c.get_id()));
+        let mut out = vec![node("root", None, "root", status(root.get_status()))];
+        let mut p = node(
+            "inference-pool",
+            Some("root"),
+            "inference-pool",
+            pool_cell.map_or_else(|| "missing".to_string(), |c| status(c.get_status())),
+        );
+        p.mailbox = Some(pool.queue_depth as u64);
+        out.push(p);
+        let mut w = node(
+            "model-workers",
+            Some("inference-pool"),
+            "model-worker",
+            format!("{}/{} alive", pool.live_workers, pool.workers),
+        );
+        w.restarts = pool.restarts;
+        out.push(w);
+        out.push(node(
+            "coordinator",
+            Some("root"),
+            "coordinator",
+            coordinator
+                .as_ref()
+                .map_or_else(|| "missing".to_string(), |c| status(c.get_status())),
+        ));
+        for (slot, shard) in routing.slots().zip(shards) {
+            let state = if slot.recovering {
+                "recovering".to_string()
+            } else {
+                status(slot.actor.get_status())
+            };
+            let mut n = node(&slot.name, Some("coordinator"), "partition", state);
+            n.mailbox = Some(shard.in_flight);
+            out.push(n);
+        }
+        for (i, a) in aggregators.iter().enumerate() {
+            out.push(node(
+                &format!("clicks/{i}"),
+                Some("root"),
+                "click-aggregator",
+                status(a.get_status()),
+            ));
+        }
+        out
     }
 
     /// Health: the model workers and every partition.

@@ -13,7 +13,8 @@
 //! - [`partition`]: one shard's actor.
 //! - [`quality`]: query presets (localisation effort) and ingest augmentation.
 //! - [`store`]: a partition's item table.
-//! - [`supervisor`]: the root of the tree.
+//! - [`supervisor`]: the root of the tree, and the log of children's failures.
+//! - [`telemetry`]: latency histograms and shard meters for the console and `/metrics`.
 //! - [`error`]: [`EngineError`] and its wire codes.
 
 pub mod clicks;
@@ -27,6 +28,7 @@ pub mod quality;
 pub mod rebalance;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 
 pub use clicks::{ClickConfig, RerankWeights};
 pub use coordinator::IndexConfig;

@@ -11,8 +11,9 @@
 //! engines stay valid across restarts; a restarted coordinator starts with an empty catalogue
 //! (durability is a later layer).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::watch;
@@ -20,6 +21,37 @@ use tokio::sync::watch;
 use crate::clicks::{AggregatorArguments, AggregatorMessage, ClickAggregator};
 use crate::coordinator::{Coordinator, CoordinatorArguments, CoordinatorMessage};
 use crate::inference::{InferencePool, InferencePoolArguments, InferencePoolMessage};
+
+/// What a supervisor saw of one child's failures, for the operator console.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorFailure {
+    /// Restarts after a failure.
+    pub restarts: u64,
+    /// The last failure, as the supervisor saw it.
+    pub last_error: String,
+}
+
+/// Failures per logical actor name (`inference-pool`, `coordinator`, `clicks/0`,
+/// `p/<category>/<i>`), shared by the supervisors that record them and the engine that reports
+/// them. Names survive restarts, where actor ids do not.
+#[derive(Debug, Clone, Default)]
+pub struct FailureLog(Arc<Mutex<BTreeMap<String, ActorFailure>>>);
+
+impl FailureLog {
+    /// Counts a failure of `name`.
+    pub fn record(&self, name: &str, error: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            let entry = map.entry(name.to_string()).or_default();
+            entry.restarts += 1;
+            entry.last_error = error.chars().take(300).collect();
+        }
+    }
+
+    /// What is known of `name`.
+    pub fn get(&self, name: &str) -> Option<ActorFailure> {
+        self.0.lock().ok().and_then(|m| m.get(name).cloned())
+    }
+}
 
 /// The root supervisor.
 #[derive(Debug, Default)]
@@ -40,6 +72,8 @@ pub struct RootArguments {
     pub aggregators: Vec<AggregatorArguments>,
     /// Where the current aggregators are published.
     pub aggregator_refs: watch::Sender<Vec<ActorRef<AggregatorMessage>>>,
+    /// Failures of the root's children, by name.
+    pub failures: FailureLog,
 }
 
 /// Messages of the root (none besides supervision events).
@@ -96,17 +130,31 @@ impl Actor for Root {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let cell = match event {
+        let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 tracing::error!(actor = ?cell.get_id(), error = %err, "child of the root failed");
-                cell
+                (cell, format!("failed: {err}"))
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 tracing::warn!(actor = ?cell.get_id(), ?reason, "child of the root stopped");
-                cell
+                (cell, format!("stopped: {}", reason.unwrap_or_default()))
             }
             _ => return Ok(()),
         };
+        let name = if cell.get_id() == state.pool.get_id() {
+            "inference-pool".to_string()
+        } else if cell.get_id() == state.coordinator.get_id() {
+            "coordinator".to_string()
+        } else {
+            state
+                .aggregators
+                .iter()
+                .position(|a| a.get_id() == cell.get_id())
+                .map_or_else(|| "unknown".to_string(), |i| format!("clicks/{i}"))
+        };
+        if name != "unknown" {
+            state.args.failures.record(&name, &why);
+        }
         if cell.get_id() == state.pool.get_id() {
             let (pool, _) = Actor::spawn_linked(
                 None,

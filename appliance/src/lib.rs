@@ -4,12 +4,14 @@
 //! Modules:
 //! - [`cli`]: clap definitions and dispatch of subcommands.
 //! - [`commands`]: one module per subcommand.
-//! - [`logging`]: tracing subscriber set-up.
+//! - [`logging`]: tracing subscriber set-up and the tail of recent warnings/errors.
+//! - [`metrics`]: per request kind counters and latency histograms.
 //! - [`settings`]: layered, validated settings.
 //! - [`server`]: the TCP server and request dispatch.
 
 pub mod cli;
 pub mod commands;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod settings;

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +22,7 @@ use vsa_protocol::{
     Request, Response,
 };
 
+use crate::metrics::RequestMeters;
 use crate::settings::Settings;
 
 /// Server-wide counters.
@@ -35,6 +36,8 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     /// Requests answered with an error.
     pub errors: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
 }
 
 /// Shared by every connection.
@@ -42,6 +45,7 @@ struct Shared {
     engine: Engine,
     settings: Settings,
     stats: ServerStats,
+    requests: RequestMeters,
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains connections (up to 5 s) and stops
@@ -57,6 +61,7 @@ pub async fn serve(
         engine: engine.clone(),
         settings,
         stats: ServerStats::default(),
+        requests: RequestMeters::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -83,9 +88,11 @@ pub async fn serve(
                         let shared = shared.clone();
                         let stop = stop_rx.clone();
                         tasks.spawn(async move {
-                            if let Err(e) = connection(shared, stream, stop).await {
+                            shared.stats.open.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = connection(shared.clone(), stream, stop).await {
                                 tracing::debug!(%peer, error = %e, "connection ended");
                             }
+                            shared.stats.open.fetch_sub(1, Ordering::Relaxed);
                             drop(permit);
                         });
                     }
@@ -176,12 +183,10 @@ async fn connection(
         let request: Request = match frame::decode_body(&body) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx
-                    .send(Pending::Ready(Response::error(
-                        ErrorCode::BadFrame,
-                        format!("undecodable request: {e}"),
-                    )))
-                    .await;
+                let reply =
+                    Response::error(ErrorCode::BadFrame, format!("undecodable request: {e}"));
+                shared.requests.record("invalid", Duration::ZERO, &reply);
+                let _ = tx.send(Pending::Ready(reply)).await;
                 continue;
             }
         };
@@ -213,9 +218,13 @@ async fn connection(
             )),
             request => {
                 let shared = shared.clone();
-                Pending::Task(tokio::spawn(
-                    async move { dispatch(&shared, request).await },
-                ))
+                Pending::Task(tokio::spawn(async move {
+                    let kind = request.kind();
+                    let started = Instant::now();
+                    let reply = dispatch(&shared, request).await;
+                    shared.requests.record(kind, started.elapsed(), &reply);
+                    reply
+                }))
             }
         };
         if tx.send(pending).await.is_err() {
@@ -391,6 +400,14 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
                 }),
                 Err(e) => Response::error(e.code(), e.to_string()),
             }
+        }
+        AdminAction::Telemetry { log_after } => {
+            let mut t = shared.engine.telemetry().await;
+            t.requests = shared.requests.snapshot();
+            t.connections_open = shared.stats.open.load(Ordering::Relaxed);
+            t.connections_refused = shared.stats.refused.load(Ordering::Relaxed);
+            t.log = crate::logging::tail().after(log_after);
+            Response::Telemetry(Box::new(t))
         }
         AdminAction::ExportClicks { offset, limit } => {
             match shared.engine.export_clicks(offset, limit as usize).await {

@@ -339,4 +339,15 @@ impl<S: Read + Write> BlockingClient<S> {
             other => Err(unexpected("admin", other)),
         }
     }
+
+    /// The server's telemetry (an admin request): see [`crate::Telemetry`].
+    pub fn telemetry(&mut self, log_after: u64) -> Result<crate::Telemetry> {
+        let request = self
+            .options
+            .admin_request(AdminAction::Telemetry { log_after });
+        match self.call(Request::Admin(request))? {
+            Response::Telemetry(t) => Ok(*t),
+            other => Err(unexpected("telemetry", other)),
+        }
+    }
 }

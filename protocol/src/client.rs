@@ -229,6 +229,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// The server's telemetry (an admin request): see [`crate::Telemetry`].
+    pub async fn telemetry(&mut self, log_after: u64) -> Result<crate::Telemetry> {
+        let request = self
+            .options
+            .admin_request(AdminAction::Telemetry { log_after });
+        match self.call(Request::Admin(request)).await? {
+            Response::Telemetry(t) => Ok(*t),
+            other => Err(unexpected("telemetry", other)),
+        }
+    }
+
     fn check_idle(&self) -> Result<()> {
         if self.in_flight > 0 {
             return Err(ProtocolError::Desynchronized(format!(

@@ -11,3 +11,4 @@ mod durability;
 mod quality;
 mod rebalance;
 mod serve;
+mod telemetry;

@@ -55,6 +55,13 @@ pub enum AdminAction {
         /// Most queries in the page.
         limit: u32,
     },
+    /// Everything the operator console shows (answered with `Response::Telemetry`): counters,
+    /// latency histograms, the supervision tree, shards, the pool, weights, and the server's
+    /// warnings and errors numbered after `log_after`.
+    Telemetry {
+        /// Only log lines with a greater `seq` (0: all that are kept).
+        log_after: u64,
+    },
 }
 
 /// The answer to an admin request.

@@ -23,6 +23,7 @@ mod health;
 mod hello;
 mod search;
 mod stats;
+mod telemetry;
 mod upsert;
 
 pub use admin::{AdminAction, AdminReply, AdminRequest};
@@ -36,6 +37,10 @@ pub use search::{
     SearchRequest, SearchResponse,
 };
 pub use stats::{InferenceStats, ShardStats, StatsReply};
+pub use telemetry::{
+    ActorInfo, Histogram, InferenceTelemetry, LATENCY_BOUNDS_US, LogLine, RequestMetrics,
+    ShardTelemetry, StageMetrics, Telemetry, WeightsInfo,
+};
 pub use upsert::{ItemContent, UpsertReply, UpsertRequest};
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +112,8 @@ pub enum Response {
     Error(ErrorReply),
     /// Answer to [`Request::Click`].
     Clicked(ClickReply),
+    /// Answer to [`AdminAction::Telemetry`].
+    Telemetry(Box<Telemetry>),
 }
 
 impl Response {
@@ -127,6 +134,7 @@ impl Response {
             Response::Admin(_) => "admin",
             Response::Error(_) => "error",
             Response::Clicked(_) => "clicked",
+            Response::Telemetry(_) => "telemetry",
         }
     }
 }
