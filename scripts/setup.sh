@@ -15,8 +15,22 @@ lib="$ort_dir/libonnxruntime.so.$ORT_VERSION"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
+# Debian packages the set-up and the tests use: pip (to fetch the wheel) and tmux (the console's
+# end-to-end tests drive it). Installed only when missing, and only where apt-get can run.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing $* (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    say "please install: $* (e.g. sudo apt-get install $*)"
+    return 1
+  fi
+}
+command -v python3 >/dev/null || apt_install python3 python3-pip python3-venv
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+command -v tmux >/dev/null || apt_install tmux || say "without tmux the console's end-to-end tests fail"
+
 if [ ! -f "$lib" ]; then
-  command -v python3 >/dev/null || { say "python3 is needed to fetch the onnxruntime wheel (apt-get install python3-pip)"; exit 1; }
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   say "fetching onnxruntime==$ORT_VERSION wheel from PyPI (library only, no install)"

@@ -7,6 +7,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 ./scripts/setup.sh
+for component in rustfmt clippy; do
+  tool=$([ "$component" = rustfmt ] && echo fmt || echo clippy)
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    echo "[test] cargo $tool is missing: installing the $component component" >&2
+    rustup component add "$component"
+  fi
+done
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

@@ -8,14 +8,25 @@ use std::path::PathBuf;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use vsa_models::{Batch, DecodeLimits, Embedder, EmbedderOptions, Manifest, decode_rgb};
 
+/// The files `run_embedder_compare.sh` gives the Python peer, in the same order: the first 12
+/// demo-catalogue JPEGs (sorted) and the first 2 CC0 PNG photos of `models/testdata`.
 fn sample_files() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/testdata");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("models/testdata")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sorted = |dir: &str, ext: &str, n: usize| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .expect("sample folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        files.truncate(n);
+        files
+    };
+    let files: Vec<PathBuf> = sorted("demo/catalog", "jpg", 12)
+        .into_iter()
+        .chain(sorted("models/testdata", "png", 2))
         .collect();
-    files.sort();
+    assert_eq!(files.len(), 14, "expected 12 demo JPEGs and 2 test PNGs");
     files
         .iter()
         .map(|p| std::fs::read(p).expect("read sample"))

@@ -19,9 +19,9 @@ fn gradient(w: u32, h: u32) -> RgbImage {
 }
 
 #[test]
-fn decodes_png_and_jpeg() {
+fn decodes_png_jpeg_and_webp() {
     let img = DynamicImage::ImageRgb8(gradient(64, 48));
-    for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+    for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::WebP] {
         let bytes = encode(&img, format);
         let out = decode_rgb(&bytes, &DecodeLimits::default()).unwrap();
         assert_eq!(out.dimensions(), (64, 48), "{format:?}");
