@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! Root ─┬─ InferencePool  (worker threads; dead workers restarted by the pool itself)
-//!       └─ Coordinator ─── Partition × (categories × shards)
+//!       ├─ Coordinator ─── Partition × (categories × shards)
+//!       └─ ClickAggregator × N
 //! ```
 //!
-//! A failed child of the root is restarted with the same arguments and the restart is counted;
-//! a click aggregator comes back with its last saved state.
-//! The pool's channel and the routing `watch` live outside the actors, so handles held by
-//! engines stay valid across restarts; a restarted coordinator starts with an empty catalogue
-//! (durability is a later layer).
+//! A failed child of the root is restarted with the same arguments, the restart is counted and
+//! its error kept in the [`FailureLog`] (the console's Actors tab shows both). A click
+//! aggregator comes back with its last saved state. A restarted coordinator recovers the
+//! catalogue from the data folder's snapshots and log (boot recovery); with no data folder
+//! (`server.in_memory`) it comes back empty. The pool's channel and the routing `watch` live
+//! outside the actors, so handles held by engines stay valid across restarts.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
