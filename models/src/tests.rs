@@ -3,6 +3,8 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 use super::*;
 
@@ -227,4 +229,111 @@ fn feature_map_mean_over_region() {
     assert_eq!(fm.cell(1, 0), vec![3.0, 30.0]);
     assert_eq!(fm.mean_over(0, 1, 0, 2), vec![1.5, 15.0]);
     assert_eq!(fm.mean_over(0, 0, 0, 0), vec![2.5, 25.0]);
+}
+
+/// Small limits so that a mutated header claiming the largest accepted image costs
+/// milliseconds; the checks are the production ones.
+const FUZZ_LIMITS: DecodeLimits = DecodeLimits {
+    max_bytes: 1 << 20,
+    max_pixels: 1 << 20,
+    max_side: 2048,
+};
+
+/// The magic bytes of every accepted format, so random bodies reach each format's decoder.
+const MAGICS: &[&[u8]] = &[
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF89a",
+    b"BM",
+    b"RIFF\x00\x01\x00\x00WEBPVP8L",
+    b"RIFF\x00\x01\x00\x00WEBPVP8 ",
+];
+
+/// Small real images of every accepted format (encoded once).
+fn seed_images() -> &'static [Vec<u8>] {
+    static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let rgb = DynamicImage::ImageRgb8(gradient(13, 9));
+        let rgba = DynamicImage::ImageRgba8(RgbaImage::from_fn(6, 5, |x, y| {
+            Rgba([x as u8 * 40, y as u8 * 50, 90, (x * y * 9) as u8])
+        }));
+        let mut seeds: Vec<Vec<u8>> = [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Bmp]
+            .into_iter()
+            .map(|f| encode(&rgb, f))
+            .collect();
+        seeds.push(encode(&rgba, ImageFormat::Png));
+        seeds.push(encode(&rgba, ImageFormat::WebP));
+        seeds.push(encode(&rgba, ImageFormat::Gif));
+        seeds
+    })
+}
+
+/// What the front door may answer: an image within the limits, or a bad-input error.
+fn check_front_door(bytes: &[u8]) -> Result<(), TestCaseError> {
+    match decode_rgb(bytes, &FUZZ_LIMITS) {
+        Ok(img) => {
+            let (w, h) = img.dimensions();
+            prop_assert!(w > 0 && h > 0);
+            prop_assert!(w <= FUZZ_LIMITS.max_side && h <= FUZZ_LIMITS.max_side);
+            prop_assert!(u64::from(w) * u64::from(h) <= FUZZ_LIMITS.max_pixels);
+        }
+        Err(e) => prop_assert!(e.is_bad_input(), "not a bad-input error: {e}"),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Random bytes, bare or behind each accepted format's magic: never a panic, always a
+    /// typed bad-input error (or, by luck, a valid image).
+    #[test]
+    fn random_bytes_never_panic_the_front_door(
+        magic in 0..=MAGICS.len(),
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let mut bytes = MAGICS.get(magic).map(|m| m.to_vec()).unwrap_or_default();
+        bytes.extend_from_slice(&body);
+        check_front_door(&bytes)?;
+    }
+
+    /// Real images with flipped bytes, a cut, an insertion and a repeated block: never a
+    /// panic, errors typed.
+    #[test]
+    fn mutated_images_never_panic_the_front_door(
+        seed in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        interesting in proptest::collection::vec(
+            (any::<prop::sample::Index>(), prop::sample::select(vec![0u8, 0x7f, 0x80, 0xff])),
+            0..4,
+        ),
+        insert in proptest::option::of((any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..64))),
+        repeat in proptest::option::of((any::<prop::sample::Index>(), 1usize..32, 2usize..8)),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let seeds = seed_images();
+        let mut bytes = seeds[seed.index(seeds.len())].clone();
+        for (at, x) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        for (at, v) in &interesting {
+            let i = at.index(bytes.len());
+            bytes[i] = *v;
+        }
+        if let Some((at, block)) = &insert {
+            let i = at.index(bytes.len() + 1);
+            bytes.splice(i..i, block.iter().copied());
+        }
+        if let Some((at, len, times)) = repeat {
+            let i = at.index(bytes.len());
+            let block = bytes[i..(i + len).min(bytes.len())].to_vec();
+            let at_end = i + block.len();
+            bytes.splice(at_end..at_end, block.repeat(times - 1));
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        check_front_door(&bytes)?;
+    }
 }

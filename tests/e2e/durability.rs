@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vsa_protocol::{AdminAction, BlockingClient, HealthState, QueryInput, SearchRequest};
+use vsa_protocol::{
+    AdminAction, BlockingClient, HealthState, QueryInput, Scope, SearchRequest, SearchResponse,
+};
 
 use crate::support::{ADMIN_TOKEN, Server, TempDir, category_of, embedding, item, vsa, wait_until};
 
@@ -17,6 +19,19 @@ fn top_hit(client: &mut BlockingClient, n: u64) -> Option<String> {
         .search(SearchRequest::new(QueryInput::Embedding(embedding(n)), 1))
         .expect("search");
     r.hits.first().map(|h| h.id.clone())
+}
+
+/// A search for `n`'s own embedding across every shard.
+fn search_all(client: &mut BlockingClient, n: u64) -> SearchResponse {
+    let mut req = SearchRequest::new(QueryInput::Embedding(embedding(n)), 10);
+    req.options.scope = Some(Scope::All);
+    client.search(req).expect("search")
+}
+
+/// An admin call on a connection of its own.
+fn client_admin(server: &Server, action: AdminAction) {
+    let reply = server.client().admin(action).expect("admin");
+    assert!(!reply.message.is_empty());
 }
 
 fn items(client: &mut BlockingClient) -> u64 {
@@ -167,38 +182,70 @@ fn a_shard_panicking_under_load_loses_nothing() {
             acked
         })
     };
-    // Stall the shard first so the outage is long enough to see, then panic it: health is
-    // degraded while it is out, healthy once it is rebuilt.
-    client
-        .admin(AdminAction::StallActor {
-            name: "p/even/0".into(),
-            millis: 2500,
-        })
-        .unwrap();
+    // Hold the shard's rebuild (fault injection) so that the outage lasts until this test has
+    // looked at it, then panic the shard under the load.
+    let hold = |millis| {
+        client_admin(
+            &server,
+            AdminAction::StallActor {
+                name: "rebuild/p/even/0".into(),
+                millis,
+            },
+        )
+    };
+    hold(120_000);
     client
         .admin(AdminAction::PanicActor {
             name: "p/even/0".into(),
         })
         .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || client
+            .health()
+            .map(|h| h.checks.iter().any(|c| c.2.contains("recovering")))
+            .unwrap_or(false)),
+        "the shard never went into recovery: {}",
+        server.stderr()
+    );
+    // While it is rebuilt, searches leave it out and say so, and still answer from the
+    // other shard.
+    let odd = search_all(&mut client, 7);
+    assert!(odd.degraded, "a search during the rebuild is not degraded");
+    assert_eq!(
+        odd.hits.first().map(|h| h.id.as_str()),
+        Some("item-00007"),
+        "the other shard's hits are missing: {:?}",
+        odd.hits
+    );
+    let even = search_all(&mut client, 8);
+    assert!(even.degraded);
+    assert!(!even.hits.is_empty());
+    assert!(
+        even.hits.iter().all(|h| h.category == "odd"),
+        "hits from the shard being rebuilt: {:?}",
+        even.hits
+    );
     let health = vsa(&["health", "--addr", &server.addr.to_string()]);
     assert_ne!(health.status.code(), Some(0), "health while a shard is out");
     let text = String::from_utf8_lossy(&health.stdout).to_lowercase();
     assert!(text.contains("degraded"), "{text}");
-    assert!(
-        wait_until(Duration::from_secs(30), || client
-            .stats()
-            .map(|s| s.restarts == 1)
-            .unwrap_or(false)),
-        "restart not counted: {}",
-        server.stderr()
-    );
+    assert_eq!(client.stats().unwrap().restarts, 1, "restart not counted");
+    // Release the hold: the shard is rebuilt from its snapshot and the log, and serves again.
+    hold(0);
     assert!(wait_until(Duration::from_secs(30), || client
         .health()
         .map(|h| h.state == HealthState::Healthy)
         .unwrap_or(false)));
     let health = vsa(&["health", "--addr", &server.addr.to_string()]);
     assert_eq!(health.status.code(), Some(0), "{health:?}");
-    std::thread::sleep(Duration::from_millis(300));
+    let even = search_all(&mut client, 8);
+    assert!(!even.degraded, "still degraded after the rebuild");
+    assert_eq!(even.hits.first().map(|h| h.id.as_str()), Some("item-00008"));
+    // The load goes on after the rebuild.
+    let before = searches.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(30), || searches
+        .load(Ordering::Relaxed)
+        >= before + 20));
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().unwrap();

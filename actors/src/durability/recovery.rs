@@ -1,7 +1,9 @@
 //! Recovery: the newest readable snapshot of each shard plus the log records after it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::manifest::{self, CheckpointManifest, snapshot_dir};
 use super::record::WalOp;
@@ -46,11 +48,55 @@ pub fn recover(data_dir: &Path, repair: bool) -> Result<Recovered> {
 /// Rebuilds one shard from its newest snapshot and the log records ≤ `upto` (after a panic of
 /// its partition, while the others serve). Never repairs the log (the writer owns it).
 pub fn recover_shard(data_dir: &Path, key: &ShardKey, upto: u64) -> Result<Recovered> {
+    wait_for_hold(data_dir, key);
     // A rebalance may have renumbered the category's shards: rebuild the whole category,
     // then keep the one shard.
     let mut r = recover_inner(data_dir, Some(&key.0), upto, false)?;
     r.shards.retain(|k, _| k == key);
     Ok(r)
+}
+
+/// Rebuild holds set by fault injection: `(data folder, shard)` → until when.
+static REBUILD_HOLDS: Mutex<BTreeMap<(PathBuf, ShardKey), Instant>> = Mutex::new(BTreeMap::new());
+
+/// Fault injection (admin `StallActor` on `rebuild/p/<category>/<n>`): a rebuild of `key`
+/// from `data_dir` does not start before `until`; `None` releases the hold at once. While it
+/// is held the shard stays out of searches, which answer `degraded`: the window an operator
+/// rehearses. Rebuilds run on a blocking thread, so waiting here blocks no actor.
+pub fn hold_rebuild(data_dir: &Path, key: &ShardKey, until: Option<Instant>) {
+    let Ok(mut holds) = REBUILD_HOLDS.lock() else {
+        return;
+    };
+    let k = (data_dir.to_path_buf(), key.clone());
+    match until {
+        Some(t) => {
+            holds.insert(k, t);
+        }
+        None => {
+            holds.remove(&k);
+        }
+    }
+}
+
+/// Waits while a hold on `key` lasts (re-reading it, so a release takes effect at once).
+fn wait_for_hold(data_dir: &Path, key: &ShardKey) {
+    let k = (data_dir.to_path_buf(), key.clone());
+    loop {
+        let until = match REBUILD_HOLDS.lock() {
+            Ok(holds) => holds.get(&k).copied(),
+            Err(_) => None,
+        };
+        let now = Instant::now();
+        match until {
+            Some(t) if t > now => std::thread::sleep((t - now).min(Duration::from_millis(20))),
+            Some(_) => {
+                // Over: forget it.
+                hold_rebuild(data_dir, key, None);
+                return;
+            }
+            None => return,
+        }
+    }
 }
 
 fn recover_inner(

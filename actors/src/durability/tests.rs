@@ -7,7 +7,7 @@ use super::manifest::{self, Checkpoint, CheckpointManifest, ShardSnapshot};
 use super::record::{WalOp, WalRecord, decode_records, encode_record};
 use super::recovery::{recover, recover_shard};
 use super::snapshot::{self, SnapshotHeader};
-use super::wal::{WalWriter, replay, segments, wal_dir};
+use super::wal::{ReplayReport, SegmentEnd, WalWriter, replay, scan_segment, segments, wal_dir};
 use super::{DiskItem, FsyncPolicy, StorageConfig};
 use crate::store::ItemRecord;
 
@@ -296,6 +296,22 @@ proptest! {
         bytes.extend_from_slice(&junk);
         let scan = decode_records(&bytes);
         prop_assert!(scan.records.len() <= n + junk.len());
+        // Replay's streaming reader sees the same records and stops at the same byte.
+        let mut report = ReplayReport::default();
+        let mut streamed = Vec::new();
+        let end = scan_segment(&mut &bytes[..], bytes.len() as u64, &mut report, &mut |r| {
+            streamed.push(r);
+            true
+        })
+        .expect("reading memory");
+        prop_assert_eq!(&streamed, &scan.records);
+        match (&end, &scan.corruption) {
+            (SegmentEnd::Complete, None) => prop_assert_eq!(scan.valid_len, bytes.len()),
+            (SegmentEnd::Torn { offset, .. }, Some(_)) => {
+                prop_assert_eq!(*offset, scan.valid_len as u64)
+            }
+            other => prop_assert!(false, "the scanners disagree: {other:?}"),
+        }
         if flips.is_empty() {
             for (a, b) in scan.records.iter().zip(&records) {
                 prop_assert_eq!(a, b);

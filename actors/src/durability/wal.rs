@@ -414,52 +414,16 @@ pub fn replay(data_dir: &Path, mut f: impl FnMut(WalRecord) -> bool) -> Result<R
         let file = File::open(path).map_err(DurabilityError::io(path))?;
         let size = file.metadata().map_err(DurabilityError::io(path))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut offset = 0u64;
-        let mut header = [0u8; RECORD_HEADER];
-        let mut payload = Vec::new();
-        loop {
-            let got = read_full(&mut reader, &mut header).map_err(DurabilityError::io(path))?;
-            if got == 0 {
-                break;
-            }
-            let problem = if got < RECORD_HEADER {
-                Some("torn record header".to_string())
-            } else {
-                match parse_header(&header) {
-                    Err(e) => Some(e.to_string()),
-                    Ok(None) => Some("torn record header".to_string()),
-                    Ok(Some((len, crc))) => {
-                        if offset + (RECORD_HEADER + len) as u64 > size {
-                            Some(format!("torn record: {len}-byte payload cut short"))
-                        } else {
-                            payload.resize(len, 0);
-                            let n = read_full(&mut reader, &mut payload)
-                                .map_err(DurabilityError::io(path))?;
-                            if n < len {
-                                Some(format!("torn record: {len}-byte payload cut short"))
-                            } else {
-                                match decode_payload::<WalRecord>(&payload, crc) {
-                                    Ok(record) => {
-                                        report.records += 1;
-                                        report.last_seq = report.last_seq.max(record.seq);
-                                        offset += (RECORD_HEADER + len) as u64;
-                                        if !f(record) {
-                                            return Ok(report);
-                                        }
-                                        None
-                                    }
-                                    Err(e) => Some(e.to_string()),
-                                }
-                            }
-                        }
-                    }
-                }
-            };
-            if let Some(reason) = problem {
+        match scan_segment(&mut reader, size, &mut report, &mut f)
+            .map_err(DurabilityError::io(path))?
+        {
+            SegmentEnd::Complete => {}
+            SegmentEnd::Stopped => return Ok(report),
+            SegmentEnd::Torn { offset, reason } => {
                 report.torn = Some(TornTail {
                     segment: path.clone(),
                     offset,
-                    bytes_skipped: size - offset,
+                    bytes_skipped: size.saturating_sub(offset),
                     later_segments: segs[i + 1..].iter().map(|(_, p)| p.clone()).collect(),
                     reason,
                 });
@@ -468,6 +432,74 @@ pub fn replay(data_dir: &Path, mut f: impl FnMut(WalRecord) -> bool) -> Result<R
         }
     }
     Ok(report)
+}
+
+/// Where [`scan_segment`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentEnd {
+    /// Every record up to the end was read.
+    Complete,
+    /// The callback returned false.
+    Stopped,
+    /// A torn or corrupt record starts at `offset` (every record before it was read).
+    Torn {
+        /// Offset of the first bad byte from the start of the segment.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Reads the records of one log segment of `size` bytes from `reader` in order, calling `f`
+/// on each (and counting it in `report`), until the end, the first torn/corrupt record, or
+/// `f` returning false. This is [`replay`]'s reader for one file, public so that the fuzz
+/// targets can drive it from memory.
+///
+/// Never panics on any bytes; a payload buffer is only grown for a record that fits in
+/// `size`, so memory is bounded by the segment, whatever its headers declare.
+pub fn scan_segment(
+    reader: &mut impl Read,
+    size: u64,
+    report: &mut ReplayReport,
+    f: &mut impl FnMut(WalRecord) -> bool,
+) -> std::io::Result<SegmentEnd> {
+    let mut offset = 0u64;
+    let mut header = [0u8; RECORD_HEADER];
+    let mut payload = Vec::new();
+    loop {
+        let got = read_full(reader, &mut header)?;
+        if got == 0 {
+            return Ok(SegmentEnd::Complete);
+        }
+        let torn = |reason: String| Ok(SegmentEnd::Torn { offset, reason });
+        if got < RECORD_HEADER {
+            return torn("torn record header".to_string());
+        }
+        let (len, crc) = match parse_header(&header) {
+            Err(e) => return torn(e.to_string()),
+            Ok(None) => return torn("torn record header".to_string()),
+            Ok(Some(h)) => h,
+        };
+        let cut_short = || format!("torn record: {len}-byte payload cut short");
+        if offset.saturating_add((RECORD_HEADER + len) as u64) > size {
+            return torn(cut_short());
+        }
+        payload.resize(len, 0);
+        if read_full(reader, &mut payload)? < len {
+            return torn(cut_short());
+        }
+        match decode_payload::<WalRecord>(&payload, crc) {
+            Ok(record) => {
+                report.records += 1;
+                report.last_seq = report.last_seq.max(record.seq);
+                offset += (RECORD_HEADER + len) as u64;
+                if !f(record) {
+                    return Ok(SegmentEnd::Stopped);
+                }
+            }
+            Err(e) => return torn(e.to_string()),
+        }
+    }
 }
 
 /// Cuts a torn tail off: the bad bytes (and any later segments) are moved aside to
