@@ -69,8 +69,11 @@ pub struct IndexConfig {
     pub rebalance_merge_items: u64,
     /// Rebalance: most shards per category.
     pub rebalance_max_shards: usize,
-    /// Rebalance: a shard serving more than this × the mean searches per shard is hot.
+    /// Rebalance: a shard whose recent load (searches/s) is above this × the mean per shard
+    /// is hot.
     pub rebalance_hot_factor: f64,
+    /// Rebalance: half-life (s) of the per-shard recent-load meter the planner compares.
+    pub rebalance_load_half_life_s: f64,
     /// Rebalance: old shards are stopped this long after the switch (in-flight searches end).
     pub rebalance_grace_ms: u64,
 }
@@ -90,6 +93,7 @@ impl Default for IndexConfig {
             rebalance_merge_items: 10_000,
             rebalance_max_shards: 64,
             rebalance_hot_factor: 4.0,
+            rebalance_load_half_life_s: 300.0,
             rebalance_grace_ms: 2000,
         }
     }
@@ -218,14 +222,25 @@ pub enum CoordinatorMessage {
     /// Periodic: start a checkpoint when due.
     Tick,
     /// An operator's rebalance command; replies `(message, JSON payload)`.
-    Rebalance(
-        RebalanceCommand,
-        RpcReplyPort<Result<(String, Option<String>), String>>,
-    ),
+    Rebalance(RebalanceCommand, RebalanceReply),
+    /// The recent loads a plan needs were gathered (in the background); compute it, answer.
+    PlanGathered(PlanInput, RebalanceReply),
     /// A staged category's old shard exported its items (`generation` of the staging).
     StagingExported(u64, Result<Vec<Arc<ItemRecord>>, String>),
     /// A staged category's new shards loaded one export.
     StagingLoaded(u64),
+}
+
+/// Answer to a rebalance command: `(message, JSON payload)`, or why it was refused.
+pub type RebalanceReply = RpcReplyPort<Result<(String, Option<String>), String>>;
+
+/// What a plan is computed from, gathered outside the coordinator's handler.
+#[derive(Debug)]
+pub struct PlanInput {
+    /// Per category: shard sizes, recent loads and item ids.
+    pub loads: Vec<CategoryLoad>,
+    /// Shards that did not report their load in time (counted as idle).
+    pub silent: Vec<String>,
 }
 
 /// Rebalance commands.
@@ -392,6 +407,7 @@ fn partition_name(category: &str, shard: usize) -> String {
 
 async fn spawn_partition(
     supervisor: ActorCell,
+    config: &IndexConfig,
     category: &str,
     shard: usize,
     encoder: Option<EncoderGen>,
@@ -407,6 +423,7 @@ async fn spawn_partition(
             encoder,
             initial,
             staging: false,
+            load_half_life_s: config.rebalance_load_half_life_s,
         },
         supervisor,
     )
@@ -508,6 +525,7 @@ impl Actor for Coordinator {
                         slots.push(
                             spawn_partition(
                                 myself.get_cell(),
+                                &state.config,
                                 &category,
                                 i,
                                 state.table.encoder.clone(),
@@ -647,6 +665,15 @@ impl Actor for Coordinator {
                     for (c, s) in targets {
                         state.deliver(&c, s, PartitionMessage::SetEncoder(eg.clone()));
                     }
+                    // A running apply's new shards too: they were spawned with the old encoder
+                    // (or none) and take over from the table's shards at the switch.
+                    if let Some(st) = state.run.as_ref().and_then(|r| r.staging.as_ref()) {
+                        for slot in &st.slots {
+                            let _ = slot
+                                .actor
+                                .send_message(PartitionMessage::SetEncoder(eg.clone()));
+                        }
+                    }
                     state.table.encoder = Some(eg);
                     state.publish();
                     tracing::info!(
@@ -673,6 +700,7 @@ impl Actor for Coordinator {
                     }
                     let slot = spawn_partition(
                         myself.get_cell(),
+                        &state.config,
                         &category,
                         shard,
                         state.table.encoder.clone(),
@@ -711,8 +739,10 @@ impl Actor for Coordinator {
                 }
             }
             CoordinatorMessage::Rebalance(cmd, reply) => {
-                let r = rebalance_command(&myself, state, cmd).await;
-                let _ = reply.send(r);
+                rebalance_command(&myself, state, cmd, reply).await;
+            }
+            CoordinatorMessage::PlanGathered(input, reply) => {
+                let _ = reply.send(Ok(finish_plan(state, input)));
             }
             CoordinatorMessage::StagingExported(generation, result) => {
                 staging_exported(&myself, state, generation, result);
@@ -822,6 +852,7 @@ impl Actor for Coordinator {
             .retain(|_, (c, s)| !(c == &category && *s == shard));
         let slot = spawn_partition(
             myself.get_cell(),
+            &state.config,
             &category,
             shard,
             state.table.encoder.clone(),
@@ -945,7 +976,10 @@ async fn boot_recovery(
             for r in &items {
                 state.directory.insert(r.id.clone(), (category.clone(), i));
             }
-            slots.push(spawn_partition(myself.get_cell(), &category, i, None, items).await?);
+            slots.push(
+                spawn_partition(myself.get_cell(), &state.config, &category, i, None, items)
+                    .await?,
+            );
         }
         state.table.categories.insert(category, slots);
     }
@@ -1276,59 +1310,136 @@ fn thresholds(c: &IndexConfig) -> Thresholds {
     }
 }
 
-/// Plan / apply / cancel / status.
+/// How long planning waits for one shard's load figure (every shard is asked at once, outside
+/// the coordinator's handler); a shard that does not answer in time counts as idle.
+const PLAN_STATS_TIMEOUT_MS: u64 = 500;
+
+/// Plan / apply / cancel / status; answers through `reply` (a plan once its loads are in).
 async fn rebalance_command(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &mut CoordinatorState,
+    cmd: RebalanceCommand,
+    reply: RebalanceReply,
+) {
+    if cmd == RebalanceCommand::Plan {
+        gather_plan(myself, state, reply);
+        return;
+    }
+    let answer = rebalance_run_command(myself, state, cmd).await;
+    let _ = reply.send(answer);
+}
+
+/// Starts a plan: sizes come from the directory now; the recent loads are asked of every shard
+/// at once in a background task, which hands them back as [`CoordinatorMessage::PlanGathered`].
+/// A stalled shard so delays the plan by at most [`PLAN_STATS_TIMEOUT_MS`], and writes never.
+fn gather_plan(
+    myself: &ActorRef<CoordinatorMessage>,
+    state: &CoordinatorState,
+    reply: RebalanceReply,
+) {
+    let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut counts: HashMap<(&str, usize), u64> = HashMap::new();
+    for (id, (c, s)) in &state.directory {
+        ids.entry(c.as_str()).or_default().push(id.clone());
+        *counts.entry((c.as_str(), *s)).or_default() += 1;
+    }
+    type Shards = Vec<(String, u64, ActorRef<PartitionMessage>)>;
+    let categories: Vec<(String, Shards, Vec<String>)> = state
+        .table
+        .categories
+        .iter()
+        .map(|(category, slots)| {
+            let shards = slots
+                .iter()
+                .map(|slot| {
+                    let items = counts
+                        .get(&(category.as_str(), slot.shard))
+                        .copied()
+                        .unwrap_or(0);
+                    (slot.name.clone(), items, slot.actor.clone())
+                })
+                .collect();
+            let ids = ids.remove(category.as_str()).unwrap_or_default();
+            (category.clone(), shards, ids)
+        })
+        .collect();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let asks = categories
+            .iter()
+            .flat_map(|(_, shards, _)| shards)
+            .map(|(_, _, actor)| recent_load(actor));
+        let mut answers = futures::future::join_all(asks).await.into_iter();
+        let mut silent = Vec::new();
+        let loads = categories
+            .into_iter()
+            .map(|(category, shards, ids)| CategoryLoad {
+                category,
+                shards: shards
+                    .into_iter()
+                    .map(|(name, items, _)| {
+                        let load = answers.next().flatten();
+                        if load.is_none() {
+                            silent.push(name.clone());
+                        }
+                        (name, items, load.unwrap_or(0.0))
+                    })
+                    .collect(),
+                ids,
+            })
+            .collect();
+        let _ = me.send_message(CoordinatorMessage::PlanGathered(
+            PlanInput { loads, silent },
+            reply,
+        ));
+    });
+}
+
+/// A shard's recent load, or `None` when it does not answer in time.
+async fn recent_load(actor: &ActorRef<PartitionMessage>) -> Option<f64> {
+    ractor::call_t!(actor, PartitionMessage::Stats, PLAN_STATS_TIMEOUT_MS)
+        .ok()
+        .map(|s| s.recent_load)
+}
+
+/// Computes a plan from gathered loads and keeps it for `Apply`.
+fn finish_plan(state: &mut CoordinatorState, input: PlanInput) -> (String, Option<String>) {
+    let steps = crate::rebalance::plan(&input.loads, &thresholds(&state.config));
+    let plan_id = state.next_plan_id;
+    state.next_plan_id += 1;
+    let mut reason = if steps.is_empty() {
+        "balanced: nothing to do".to_string()
+    } else {
+        steps
+            .iter()
+            .map(|s| format!("{} {} {}→{}", s.kind, s.category, s.from.len(), s.to.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !input.silent.is_empty() {
+        reason.push_str(&format!(
+            " (no load figure from {} in {PLAN_STATS_TIMEOUT_MS} ms: counted as idle)",
+            input.silent.join(", ")
+        ));
+    }
+    let plan = Plan {
+        plan_id,
+        steps,
+        reason: reason.clone(),
+    };
+    let payload = serde_json::to_string(&plan).unwrap_or_default();
+    state.plan = Some(plan);
+    (format!("plan {plan_id}: {reason}"), Some(payload))
+}
+
+/// Apply / cancel / status.
+async fn rebalance_run_command(
     myself: &ActorRef<CoordinatorMessage>,
     state: &mut CoordinatorState,
     cmd: RebalanceCommand,
 ) -> Result<(String, Option<String>), String> {
     match cmd {
-        RebalanceCommand::Plan => {
-            let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-            let mut counts: HashMap<(&str, usize), u64> = HashMap::new();
-            for (id, (c, s)) in &state.directory {
-                ids.entry(c.as_str()).or_default().push(id.clone());
-                *counts.entry((c.as_str(), *s)).or_default() += 1;
-            }
-            let mut loads = Vec::new();
-            for (category, slots) in &state.table.categories {
-                let mut shards = Vec::new();
-                for slot in slots {
-                    let searches = ractor::call_t!(slot.actor, PartitionMessage::Stats, 1000)
-                        .map_or(0, |s| s.searches);
-                    let items = counts
-                        .get(&(category.as_str(), slot.shard))
-                        .copied()
-                        .unwrap_or(0);
-                    shards.push((slot.name.clone(), items, searches));
-                }
-                loads.push(CategoryLoad {
-                    category: category.clone(),
-                    shards,
-                    ids: ids.remove(category.as_str()).unwrap_or_default(),
-                });
-            }
-            let steps = crate::rebalance::plan(&loads, &thresholds(&state.config));
-            let plan_id = state.next_plan_id;
-            state.next_plan_id += 1;
-            let reason = if steps.is_empty() {
-                "balanced: nothing to do".to_string()
-            } else {
-                steps
-                    .iter()
-                    .map(|s| format!("{} {} {}→{}", s.kind, s.category, s.from.len(), s.to.len()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let plan = Plan {
-                plan_id,
-                steps,
-                reason: reason.clone(),
-            };
-            let payload = serde_json::to_string(&plan).unwrap_or_default();
-            state.plan = Some(plan);
-            Ok((format!("plan {plan_id}: {reason}"), Some(payload)))
-        }
+        RebalanceCommand::Plan => Err("plans are computed in the background".into()),
         RebalanceCommand::Apply(id) => {
             if state.run.is_some() {
                 return Err("a rebalance is already running".into());
@@ -1418,6 +1529,7 @@ async fn start_step(
                 encoder: state.table.encoder.clone(),
                 initial: Vec::new(),
                 staging: true,
+                load_half_life_s: state.config.rebalance_load_half_life_s,
             },
             myself.get_cell(),
         )
@@ -1612,3 +1724,6 @@ async fn switch_layout(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

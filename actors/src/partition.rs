@@ -5,15 +5,19 @@
 //!
 //! Search: with a shard, a Hamming scan picks `candidates` rows, they are reranked exactly with
 //! the stored embeddings (best over the query's vectors), top-k returned; before the first fit
-//! the search is exact over the store. A panic restarts the partition through its supervisor
-//! (the coordinator), which rebuilds it from its snapshot and the write-ahead log
-//! ([`crate::durability`]) and hands the items back as [`PartitionArguments::initial`].
+//! the search is exact over the store. Searches are counted twice: a lifetime counter, and a
+//! decayed recent rate ([`LoadMeter`]) that the rebalance planner compares. A panic restarts
+//! the partition through its supervisor (the coordinator), which rebuilds it from its snapshot
+//! and the write-ahead log ([`crate::durability`]) and hands the items back as
+//! [`PartitionArguments::initial`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use vsa_index::{Encoder, Filter, Query, SearchParams, Shard};
 
+use crate::rebalance::LoadMeter;
 use crate::store::{ItemRecord, ItemStore};
 
 /// An encoder with the generation number the coordinator gave it.
@@ -69,7 +73,7 @@ pub struct PartitionHit {
 }
 
 /// Counters of one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionStats {
     /// Actor name.
     pub name: String,
@@ -79,8 +83,12 @@ pub struct PartitionStats {
     pub items: u64,
     /// Approximate memory.
     pub memory_bytes: u64,
-    /// Searches served since start.
+    /// Searches served since this actor started (a lifetime counter: it restarts at 0 when
+    /// the shard is respawned or rebuilt by a rebalance).
     pub searches: u64,
+    /// Recent searches per second, decayed with the configured half-life
+    /// ([`crate::rebalance::LoadMeter`]): what the rebalance planner compares.
+    pub recent_load: f64,
     /// Encoder generation of the shard (0: exact search, no shard yet).
     pub encoder_generation: u64,
 }
@@ -103,6 +111,8 @@ pub struct PartitionArguments {
     /// A rebalance target being filled: remember the ids written directly, so a bulk
     /// [`PartitionMessage::Load`] of older copies never overwrites them.
     pub staging: bool,
+    /// Half-life of the recent-load meter (seconds; `index.rebalance_load_half_life_s`).
+    pub load_half_life_s: f64,
 }
 
 /// What a written snapshot holds.
@@ -169,6 +179,7 @@ pub struct PartitionState {
     store: ItemStore,
     index: Option<(EncoderGen, Shard)>,
     searches: u64,
+    load: LoadMeter,
     /// Ids written directly while staging (None: not staging).
     touched: Option<std::collections::HashSet<String>>,
 }
@@ -224,6 +235,7 @@ impl PartitionState {
 
     fn search(&mut self, q: &PartitionQuery) -> Vec<PartitionHit> {
         self.searches += 1;
+        self.load.record(Instant::now());
         let k = q.k.max(1);
         // (visual, colour term, query vector, hamming, record)
         let mut scored: Vec<(f32, f32, u8, Option<u32>, &ItemRecord)> = Vec::new();
@@ -326,6 +338,7 @@ impl Actor for Partition {
             store: ItemStore::default(),
             index: None,
             searches: 0,
+            load: LoadMeter::new(args.load_half_life_s, Instant::now()),
             touched: args.staging.then(std::collections::HashSet::new),
         };
         for record in args.initial {
@@ -411,6 +424,7 @@ impl Actor for Partition {
                     items: state.store.len() as u64,
                     memory_bytes: (state.store.memory_bytes() + shard_bytes) as u64,
                     searches: state.searches,
+                    recent_load: state.load.rate(Instant::now()),
                     encoder_generation: state.index.as_ref().map_or(0, |(g, _)| g.generation),
                 });
             }

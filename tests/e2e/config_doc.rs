@@ -34,5 +34,12 @@ fn unknown_keys_and_bad_values_are_refused() {
     );
     std::fs::write(&file, "[pool]\nworkers = 0\n").unwrap();
     assert!(Settings::load(Some(&file)).is_err());
+    std::fs::write(&file, "[index]\nrebalance_load_half_life_s = 0.0\n").unwrap();
+    assert!(
+        Settings::load(Some(&file))
+            .unwrap_err()
+            .to_string()
+            .contains("rebalance_load_half_life_s")
+    );
     assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
 }
