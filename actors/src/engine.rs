@@ -60,6 +60,11 @@ pub struct LimitsConfig {
     pub max_attributes: usize,
     /// Images decoded at once (the rest wait).
     pub decode_concurrency: usize,
+    /// Photo searches served at once; one more is answered `busy` at once, before any work
+    /// (admission control: what keeps admitted queries fast under overload). 0: as many as
+    /// model workers (measured: admitted p99 within 1.3× of unloaded at twice the sustainable
+    /// rate; docs/BENCHMARKS.md §6).
+    pub max_queries_in_flight: usize,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +78,7 @@ impl Default for LimitsConfig {
             max_id_len: 256,
             max_attributes: 128,
             decode_concurrency: 4,
+            max_queries_in_flight: 0,
         }
     }
 }
@@ -165,6 +171,7 @@ struct Inner {
     root: ActorRef<RootMessage>,
     root_restarts: Arc<AtomicU64>,
     decode_slots: Semaphore,
+    query_slots: Semaphore,
     started: Instant,
     queries: AtomicU64,
     rate: RateMeter,
@@ -248,6 +255,10 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("starting the actor system: {e}")))?;
         let decode = config.limits.decode_concurrency.max(1);
+        let queries = match config.limits.max_queries_in_flight {
+            0 => config.pool.workers.max(1),
+            n => n,
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
@@ -258,6 +269,7 @@ impl Engine {
                 root,
                 root_restarts: restarts,
                 decode_slots: Semaphore::new(decode),
+                query_slots: Semaphore::new(queries),
                 started: Instant::now(),
                 queries: AtomicU64::new(0),
                 rate: RateMeter::default(),
@@ -556,6 +568,25 @@ impl Engine {
         let mut exclude = None;
         let mut roi = None;
         let mut colour = None;
+        // Admission control for photo queries: a free slot, and room in the model's queue.
+        let _slot = match req.query {
+            QueryInput::Image(_) => Some(self.inner.query_slots.try_acquire().map_err(|_| {
+                self.inner.pool.count_busy();
+                EngineError::Busy("too many searches in flight")
+            })?),
+            _ => None,
+        };
+        if matches!(req.query, QueryInput::Image(_)) {
+            // Every image this query will embed: the whole-photo pass, then the crops.
+            let images = if preset.localise && req.options.roi.is_none() {
+                1 + preset.crops + usize::from(preset.whole_crop)
+            } else {
+                1 + usize::from(preset.whole_crop)
+            };
+            self.inner
+                .pool
+                .admit(images.min(self.inner.config.pool.queue_capacity))?;
+        }
         let vectors = match req.query {
             QueryInput::Image(bytes) => {
                 let (v, r, c) = self
@@ -1096,7 +1127,15 @@ impl Engine {
 
     /// Fault injection: stalls a partition's message handling for `ms`. False for an
     /// unknown name.
+    ///
+    /// `rebuild/<partition>` (e.g. `rebuild/p/shoes/0`) holds that shard's rebuilds from disk
+    /// instead: one started within `ms` (after a panic) waits until then, so the window in
+    /// which searches leave the shard out and answer `degraded` lasts as long as the
+    /// operator wants; `ms = 0` releases the hold.
     pub async fn stall_actor(&self, name: &str, ms: u64) -> Result<bool> {
+        if let Some(partition) = name.strip_prefix("rebuild/") {
+            return self.hold_rebuild(partition, ms);
+        }
         let coordinator = self.coordinator()?;
         Ok(ractor::call_t!(
             coordinator,
@@ -1105,6 +1144,23 @@ impl Engine {
             name.to_string(),
             ms
         )?)
+    }
+
+    /// Fault injection: holds (or, with `ms = 0`, releases) the rebuilds of `partition`.
+    fn hold_rebuild(&self, partition: &str, ms: u64) -> Result<bool> {
+        let Some(dir) = self.inner.config.storage.dir.as_ref() else {
+            return Err(EngineError::BadRequest(
+                "no data folder: a failed shard restarts empty, there is no rebuild to hold".into(),
+            ));
+        };
+        let routing = self.inner.routing.borrow().clone();
+        let Some(slot) = routing.slots().find(|s| s.name == partition) else {
+            return Ok(false);
+        };
+        let key = (slot.category.clone(), slot.shard as u32);
+        let until = (ms > 0).then(|| Instant::now() + Duration::from_millis(ms));
+        crate::durability::recovery::hold_rebuild(dir, &key, until);
+        Ok(true)
     }
 
     /// A rebalance command (plan, apply, cancel, status): `(message, JSON payload)`.
@@ -1190,8 +1246,9 @@ impl Engine {
         let pool = self.inner.pool.snapshot();
         let cfg = &self.inner.config.index;
         let slots: Vec<&PartitionSlot> = routing.slots().collect();
-        let mean_searches = if slots.len() > 1 {
-            stats.iter().flatten().map(|s| s.searches).sum::<u64>() as f64 / slots.len() as f64
+        // Hot = the rebalancer's test: recent load (decayed searches/s) over the factor × mean.
+        let mean_load = if slots.len() > 1 {
+            stats.iter().flatten().map(|s| s.recent_load).sum::<f64>() / slots.len() as f64
         } else {
             0.0
         };
@@ -1211,8 +1268,9 @@ impl Engine {
                     in_flight: meter.in_flight.load(Ordering::Relaxed),
                     latency: meter.latency.snapshot(),
                     recovering: slot.recovering,
-                    hot: mean_searches > 0.0
-                        && searches as f64 > cfg.rebalance_hot_factor * mean_searches,
+                    hot: mean_load > 0.0
+                        && s.as_ref().map_or(0.0, |s| s.recent_load)
+                            > cfg.rebalance_hot_factor * mean_load,
                     oversized: items > cfg.rebalance_split_items,
                 }
             })
@@ -1229,6 +1287,8 @@ impl Engine {
             connections_open: 0,
             connections_refused: 0,
             requests: Vec::new(),
+            recent_requests: Vec::new(),
+            recent_window_ms: 0,
             stages: self
                 .inner
                 .stages
@@ -1261,6 +1321,11 @@ impl Engine {
             },
             log: Vec::new(),
         }
+    }
+
+    /// The write-ahead log's counters (absent without a data folder).
+    pub fn wal_stats(&self) -> Option<Arc<crate::durability::wal::WalStats>> {
+        self.inner.routing.borrow().wal.clone()
     }
 
     /// The supervision tree, parents first: root → pool (→ model workers), coordinator

@@ -126,6 +126,23 @@ pub struct PoolHandle {
 }
 
 impl PoolHandle {
+    /// Admission control: `Busy` at once (and counted) when the queue has no room for `n`
+    /// more images, so an overloaded server refuses a query *before* decoding it and
+    /// embedding part of it, instead of after. Reserves nothing: `submit` still decides.
+    pub fn admit(&self, n: usize) -> Result<()> {
+        let cap = self.tx.capacity().unwrap_or(usize::MAX);
+        if self.tx.len().saturating_add(n) > cap {
+            self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+            return Err(EngineError::Busy("inference queue full"));
+        }
+        Ok(())
+    }
+
+    /// Counts a request refused with `Busy` before it reached the queue.
+    pub fn count_busy(&self) {
+        self.stats.busy_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Queues one image; `Busy` at once when the queue is full.
     pub fn submit(
         &self,

@@ -57,6 +57,10 @@ pub enum Command {
     Rebalance(commands::admin::RebalanceArgs),
     /// Export training data mined from clicks: triplets and co-click virtual ids (JSONL).
     ExportClicks(commands::export_clicks::ExportClicksArgs),
+    /// The operator console: watch the live system, rebalance shards, rerank (admin token).
+    Console(commands::console::ConsoleArgs),
+    /// Load generator on loopback: N clients, bounded requests and time, optional rate.
+    BenchLoad(commands::bench_load::BenchLoadArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -73,5 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Admin(args) => commands::admin::run(args),
         Command::Rebalance(args) => commands::admin::run_rebalance(args),
         Command::ExportClicks(args) => commands::export_clicks::run(args),
+        Command::Console(args) => commands::console::run(args),
+        Command::BenchLoad(args) => commands::bench_load::run(args),
     }
 }

@@ -7,11 +7,15 @@
 //! - [`logging`]: tracing subscriber set-up and the tail of recent warnings/errors.
 //! - [`metrics`]: per request kind counters and latency histograms.
 //! - [`settings`]: layered, validated settings.
+//! - [`security`]: API keys and roles, the constant-time token check, rate limits.
+//! - [`http`]: the HTTP side (actix-web): health, readiness, metrics, JSON search.
 //! - [`server`]: the TCP server and request dispatch.
 
 pub mod cli;
 pub mod commands;
+pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod settings;

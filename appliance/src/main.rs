@@ -4,7 +4,10 @@ use clap::Parser;
 
 fn main() {
     let cli = vsa_appliance::cli::Cli::parse();
-    vsa_appliance::logging::init(cli.verbose);
+    // The console owns the terminal and logs to a file of its own choosing.
+    if !matches!(cli.command, vsa_appliance::cli::Command::Console(_)) {
+        vsa_appliance::logging::init(cli.verbose);
+    }
     match vsa_appliance::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -23,6 +23,7 @@ use vsa_protocol::{
 };
 
 use crate::metrics::RequestMeters;
+use crate::security::{ApiKeys, TokenBucket, same_token};
 use crate::settings::Settings;
 
 /// Server-wide counters.
@@ -40,12 +41,13 @@ pub struct ServerStats {
     pub open: AtomicU64,
 }
 
-/// Shared by every connection.
-struct Shared {
-    engine: Engine,
-    settings: Settings,
-    stats: ServerStats,
-    requests: RequestMeters,
+/// Shared by every connection (and the HTTP side).
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) settings: Settings,
+    pub(crate) stats: ServerStats,
+    pub(crate) requests: RequestMeters,
+    pub(crate) keys: ApiKeys,
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains connections (up to 5 s) and stops
@@ -56,13 +58,45 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_all(engine, settings, listener, None, shutdown).await
+}
+
+/// [`serve`], plus the HTTP side on `http` when given (health, readiness, metrics, JSON
+/// search and item writes; see [`crate::http`]).
+pub async fn serve_all(
+    engine: Engine,
+    settings: Settings,
+    listener: TcpListener,
+    http: Option<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let limit = Arc::new(Semaphore::new(settings.server.max_connections));
+    let keys = ApiKeys::load(&settings.security)?;
+    if keys.required() {
+        tracing::info!("API keys required on every request");
+    }
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         settings,
         stats: ServerStats::default(),
         requests: RequestMeters::default(),
+        keys,
     });
+    // Snapshots of the request meters for the recent window (health thresholds).
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                shared.requests.tick();
+            }
+        })
+    };
+    let http = match http {
+        Some(l) => Some(crate::http::start(shared.clone(), l)?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -106,6 +140,10 @@ pub async fn serve(
         }
     }
     tracing::info!("shutting down: draining connections");
+    ticker.abort();
+    if let Some(h) = &http {
+        h.stop(true).await;
+    }
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), drain)
@@ -151,6 +189,9 @@ async fn connection(
     let limits = vsa_protocol::FrameLimits::with_max_frame(max_frame);
     let idle = Duration::from_secs(shared.settings.server.idle_timeout_s.max(1));
     let mut greeted = false;
+    let mut role = None;
+    let sec = &shared.settings.security;
+    let mut bucket = TokenBucket::new(sec.rate_limit_rps, sec.rate_limit_burst);
     loop {
         let read = tokio::select! {
             r = tokio::time::timeout(idle, frame::read_frame(&mut reader, max_frame)) => r,
@@ -206,6 +247,16 @@ async fn connection(
                     let _ = tx.send(Pending::Close).await;
                     break;
                 }
+                role = shared.keys.role(h.token.as_deref());
+                if role.is_none() {
+                    let reply = Response::error(
+                        ErrorCode::Unauthorized,
+                        "this server needs an API key: send it as the Hello token",
+                    );
+                    let _ = tx.send(Pending::Ready(reply)).await;
+                    let _ = tx.send(Pending::Close).await;
+                    break;
+                }
                 greeted = true;
                 Pending::Ready(Response::Hello(HelloReply {
                     protocol_version: PROTOCOL_VERSION,
@@ -216,6 +267,29 @@ async fn connection(
                 ErrorCode::BadRequest,
                 "the first request on a connection must be Hello",
             )),
+            request if !bucket.try_take() => {
+                let reply = Response::error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "over this client's limit of {} requests/s; slow down",
+                        shared.settings.security.rate_limit_rps
+                    ),
+                );
+                shared
+                    .requests
+                    .record(request.kind(), Duration::ZERO, &reply);
+                Pending::Ready(reply)
+            }
+            request if !role.is_some_and(|r| r.allows(request.kind())) => {
+                let reply = Response::error(
+                    ErrorCode::Forbidden,
+                    format!("a read-only API key may not {}", request.kind()),
+                );
+                shared
+                    .requests
+                    .record(request.kind(), Duration::ZERO, &reply);
+                Pending::Ready(reply)
+            }
             request => {
                 let shared = shared.clone();
                 Pending::Task(tokio::spawn(async move {
@@ -272,7 +346,21 @@ async fn write_loop(
     Ok(())
 }
 
-async fn dispatch(shared: &Shared, request: Request) -> Response {
+/// Everything the console and monitoring see: the engine's part plus the server's (request
+/// meters, connections) and, for admins, the log tail after `log_after`.
+pub(crate) async fn telemetry(shared: &Shared, log_after: Option<u64>) -> vsa_protocol::Telemetry {
+    let mut t = shared.engine.telemetry().await;
+    t.requests = shared.requests.snapshot();
+    (t.recent_requests, t.recent_window_ms) = shared.requests.recent();
+    t.connections_open = shared.stats.open.load(Ordering::Relaxed);
+    t.connections_refused = shared.stats.refused.load(Ordering::Relaxed);
+    if let Some(after) = log_after {
+        t.log = crate::logging::tail().after(after);
+    }
+    t
+}
+
+pub(crate) async fn dispatch(shared: &Shared, request: Request) -> Response {
     let engine = &shared.engine;
     let result = match request {
         Request::Hello(_) => unreachable_hello(),
@@ -282,6 +370,7 @@ async fn dispatch(shared: &Shared, request: Request) -> Response {
         Request::Click(c) => engine.click(c).await.map(Response::Clicked),
         Request::Stats => Ok(Response::Stats(engine.stats().await)),
         Request::Health => Ok(Response::Health(engine.health().await)),
+        Request::Metrics => Ok(Response::Telemetry(Box::new(telemetry(shared, None).await))),
         Request::Admin(a) => return admin(shared, a).await,
     };
     result.unwrap_or_else(|e| {
@@ -297,18 +386,6 @@ fn unreachable_hello() -> vsa_actors::Result<Response> {
         ErrorCode::BadRequest,
         "Hello was already handled",
     ))
-}
-
-/// Constant-time comparison, so a wrong token's timing tells nothing about the right one.
-fn same_token(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
 }
 
 async fn admin(shared: &Shared, req: AdminRequest) -> Response {
@@ -402,12 +479,7 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
             }
         }
         AdminAction::Telemetry { log_after } => {
-            let mut t = shared.engine.telemetry().await;
-            t.requests = shared.requests.snapshot();
-            t.connections_open = shared.stats.open.load(Ordering::Relaxed);
-            t.connections_refused = shared.stats.refused.load(Ordering::Relaxed);
-            t.log = crate::logging::tail().after(log_after);
-            Response::Telemetry(Box::new(t))
+            Response::Telemetry(Box::new(telemetry(shared, Some(log_after)).await))
         }
         AdminAction::ExportClicks { offset, limit } => {
             match shared.engine.export_clicks(offset, limit as usize).await {
@@ -418,18 +490,5 @@ async fn admin(shared: &Shared, req: AdminRequest) -> Response {
                 Err(e) => Response::error(e.code(), e.to_string()),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_token;
-
-    #[test]
-    fn token_comparison() {
-        assert!(same_token("secret-token", "secret-token"));
-        assert!(!same_token("secret-token", "secret-tokem"));
-        assert!(!same_token("secret-token", "secret-token-longer"));
-        assert!(!same_token("", "x"));
     }
 }

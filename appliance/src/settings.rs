@@ -18,6 +18,8 @@ pub struct Settings {
     pub model: ModelSettings,
     /// Administration.
     pub admin: AdminSettings,
+    /// API keys and per-client limits.
+    pub security: SecuritySettings,
     /// Inference pool.
     pub pool: PoolConfig,
     /// Index and routing.
@@ -52,6 +54,10 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// A connection idle this long is closed (seconds).
     pub idle_timeout_s: u64,
+    /// Address of the HTTP side (health, readiness, metrics, JSON search); off when unset.
+    pub http_listen: Option<String>,
+    /// HTTP worker threads.
+    pub http_workers: usize,
 }
 
 impl Default for ServerSettings {
@@ -64,6 +70,8 @@ impl Default for ServerSettings {
             max_frame: vsa_protocol::DEFAULT_MAX_FRAME,
             max_in_flight: 64,
             idle_timeout_s: 300,
+            http_listen: None,
+            http_workers: 1,
         }
     }
 }
@@ -86,6 +94,33 @@ pub struct AdminSettings {
     pub token: Option<String>,
     /// Allow fault injection (panic an actor, kill a worker) for rehearsals and tests.
     pub fault_injection: bool,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// A file of API keys, one per line: `read-only KEY` or `read-write KEY` (`#` comments).
+    /// When any key is configured (here or in `api_keys_env`), every request needs one.
+    pub api_keys_file: Option<PathBuf>,
+    /// An environment variable with more keys, `ro:KEY,rw:KEY` (read at start, never logged).
+    pub api_keys_env: String,
+    /// Requests per second one client may send (a TCP connection; an HTTP peer address);
+    /// 0: no limit. Over it: `rate_limited`.
+    pub rate_limit_rps: f64,
+    /// Requests a client may send at once above its rate (the bucket size).
+    pub rate_limit_burst: u32,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            api_keys_file: None,
+            api_keys_env: "VSA_API_KEYS".into(),
+            rate_limit_rps: 0.0,
+            rate_limit_burst: 50,
+        }
+    }
 }
 
 /// Settings errors.
@@ -137,6 +172,10 @@ impl Settings {
         if self.index.shards_per_category == 0 {
             return bad("index.shards_per_category must be positive");
         }
+        let h = self.index.rebalance_load_half_life_s;
+        if !h.is_finite() || h <= 0.0 {
+            return bad("index.rebalance_load_half_life_s must be positive");
+        }
         if self.server.max_connections == 0 || self.server.max_in_flight == 0 {
             return bad("server.max_connections and server.max_in_flight must be positive");
         }
@@ -154,6 +193,12 @@ impl Settings {
         }
         if self.clicks.query_log == 0 || self.clicks.half_life_s <= 0.0 {
             return bad("clicks.query_log and clicks.half_life_s must be positive");
+        }
+        if !self.security.rate_limit_rps.is_finite() || self.security.rate_limit_rps < 0.0 {
+            return bad("security.rate_limit_rps must be 0 (off) or positive");
+        }
+        if self.server.http_workers == 0 || self.server.http_workers > 64 {
+            return bad("server.http_workers must be in 1..=64");
         }
         if self.admin.token.as_ref().is_some_and(|t| t.len() < 8) {
             return bad("admin.token must be at least 8 characters");

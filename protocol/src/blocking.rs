@@ -340,6 +340,14 @@ impl<S: Read + Write> BlockingClient<S> {
         }
     }
 
+    /// Monitoring counters (no admin token): [`crate::Telemetry`] without the log tail.
+    pub fn metrics(&mut self) -> Result<crate::Telemetry> {
+        match self.call(Request::Metrics)? {
+            Response::Telemetry(t) => Ok(*t),
+            other => Err(unexpected("telemetry", other)),
+        }
+    }
+
     /// The server's telemetry (an admin request): see [`crate::Telemetry`].
     pub fn telemetry(&mut self, log_after: u64) -> Result<crate::Telemetry> {
         let request = self

@@ -229,6 +229,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Monitoring counters (no admin token): [`crate::Telemetry`] without the log tail.
+    pub async fn metrics(&mut self) -> Result<crate::Telemetry> {
+        match self.call(Request::Metrics).await? {
+            Response::Telemetry(t) => Ok(*t),
+            other => Err(unexpected("telemetry", other)),
+        }
+    }
+
     /// The server's telemetry (an admin request): see [`crate::Telemetry`].
     pub async fn telemetry(&mut self, log_after: u64) -> Result<crate::Telemetry> {
         let request = self

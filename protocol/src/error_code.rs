@@ -129,6 +129,10 @@ make_error_codes! {
     /// A click names a query id the server does not know (never issued, or aged out of the
     /// query log).
     UnknownQuery => ("unknown_query", NotFound, false),
+    /// The session's API key is read-only and the request changes something.
+    Forbidden => ("forbidden", Unauthorized, false),
+    /// This client sent more requests than its rate limit allows; slow down and retry.
+    RateLimited => ("rate_limited", Busy, true),
 }
 
 impl ErrorCode {

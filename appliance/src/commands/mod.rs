@@ -1,9 +1,11 @@
 //! One module per `vsa` subcommand.
 
 pub mod admin;
+pub mod bench_load;
 pub mod client_common;
 #[cfg(test)]
 mod client_fake;
+pub mod console;
 pub mod demo;
 pub mod embed;
 pub mod eval;

@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Model manifest (overrides model.manifest).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Address of the HTTP side: health, readiness, metrics, JSON search (overrides
+    /// server.http_listen).
+    #[arg(long)]
+    pub http_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -46,6 +50,9 @@ impl ServeArgs {
         if let Some(p) = &self.model {
             s.model.manifest = Some(p.clone());
         }
+        if let Some(h) = &self.http_listen {
+            s.server.http_listen = Some(h.clone());
+        }
         s.validate()?;
         Ok(s)
     }
@@ -62,13 +69,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(&settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
+        let http = match &settings.server.http_listen {
+            Some(a) => {
+                Some(std::net::TcpListener::bind(a).with_context(|| format!("binding HTTP {a}"))?)
+            }
+            None => None,
+        };
         let engine = start_engine(&settings).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "vsa listening");
+        if let Some(h) = &http {
+            let a = h.local_addr()?;
+            tracing::info!(addr = %a, "vsa HTTP listening");
+            println!("vsa http listening on {a}");
+        }
         // Scripts and tests read this line to learn the port when listening on :0.
         println!("vsa listening on {addr}");
         std::io::stdout().flush().ok();
-        crate::server::serve(engine, settings, listener, shutdown_signal()).await
+        crate::server::serve_all(engine, settings, listener, http, shutdown_signal()).await
     })?;
     Ok(0)
 }

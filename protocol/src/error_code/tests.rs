@@ -47,11 +47,13 @@ fn all_is_exhaustive() {
             ErrorCode::NotReady => 13,
             ErrorCode::Internal => 14,
             ErrorCode::UnknownQuery => 15,
+            ErrorCode::Forbidden => 16,
+            ErrorCode::RateLimited => 17,
         }
     }
     let indices: HashSet<usize> = ErrorCode::ALL.iter().map(|&c| index(c)).collect();
-    assert_eq!(indices.len(), 16);
-    assert_eq!(ErrorCode::ALL.len(), 16);
+    assert_eq!(indices.len(), 18);
+    assert_eq!(ErrorCode::ALL.len(), 18);
 }
 
 #[test]
@@ -84,13 +86,16 @@ fn required_codes_have_the_agreed_class_and_retryability() {
 #[test]
 fn unknown_codes_are_rejected_by_from_str_and_lossy_on_the_wire() {
     assert_eq!(
-        "rate_limited".parse::<ErrorCode>(),
-        Err(UnknownErrorCode("rate_limited".into()))
+        "quota_exceeded".parse::<ErrorCode>(),
+        Err(UnknownErrorCode("quota_exceeded".into()))
     );
-    assert_eq!(ErrorCode::parse_lossy("rate_limited"), ErrorCode::Internal);
+    assert_eq!(
+        ErrorCode::parse_lossy("quota_exceeded"),
+        ErrorCode::Internal
+    );
 
     let config = bincode::config::standard();
-    let bytes = bincode::serde::encode_to_vec("rate_limited", config).expect("encode");
+    let bytes = bincode::serde::encode_to_vec("quota_exceeded", config).expect("encode");
     let (code, _): (ErrorCode, usize) =
         bincode::serde::borrow_decode_from_slice(&bytes, config).expect("decode");
     assert_eq!(code, ErrorCode::Internal);

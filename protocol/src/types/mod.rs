@@ -71,6 +71,9 @@ pub enum Request {
     Admin(AdminRequest),
     /// A click on a search result (feedback for reranking).
     Click(ClickRequest),
+    /// Counters and latency histograms for monitoring (answered with `Response::Telemetry`
+    /// without the log tail); needs no admin token.
+    Metrics,
 }
 
 impl Request {
@@ -85,6 +88,7 @@ impl Request {
             Request::Health => "health",
             Request::Admin(_) => "admin",
             Request::Click(_) => "click",
+            Request::Metrics => "metrics",
         }
     }
 }

@@ -120,6 +120,11 @@ pub struct Telemetry {
     pub connections_refused: u64,
     /// Per request kind (`search`, `upsert`, ...): counts and latency, cumulative.
     pub requests: Vec<RequestMetrics>,
+    /// The same counters over the recent window only (about the last minute): what a
+    /// health check's latency thresholds look at.
+    pub recent_requests: Vec<RequestMetrics>,
+    /// Length of that window in milliseconds (0: since boot, no snapshot yet).
+    pub recent_window_ms: u64,
     /// Per query stage (`decode`, `embed`, `search`, ...): latency, cumulative.
     pub stages: Vec<StageMetrics>,
     /// The supervision tree, parents before children.
@@ -144,7 +149,7 @@ pub struct RequestMetrics {
     pub count: u64,
     /// Answered with an error (any code, `busy` included).
     pub errors: u64,
-    /// Answered with `busy`.
+    /// Answered with `busy` or `rate_limited` (told to back off).
     pub busy: u64,
     /// Time from decoding the request to its answer being ready.
     pub latency: Histogram,

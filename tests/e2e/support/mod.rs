@@ -2,6 +2,8 @@
 //! fixture images, and `wait_until`.
 
 pub(crate) mod fixtures;
+pub(crate) mod http;
+pub(crate) mod tmux;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -64,6 +66,8 @@ pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub(crate) struct Server {
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// The HTTP side's address, when the config turned it on (`server.http_listen`).
+    pub(crate) http: Option<SocketAddr>,
     _dir: Option<TempDir>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -80,12 +84,18 @@ impl Server {
     /// Starts `vsa serve` keeping its config and data in `dir` (which outlives it, so a test
     /// can restart a server on the same data).
     pub(crate) fn start_in(dir: &Path, extra: &str) -> Server {
+        Server::start_on(dir, extra, "127.0.0.1:0")
+    }
+
+    /// Like [`Server::start_in`], listening on `listen` (a restarted server on the same
+    /// address, for clients that reconnect).
+    pub(crate) fn start_on(dir: &Path, extra: &str, listen: &str) -> Server {
         let config = dir.join("vsa.toml");
         let toml =
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\nfault_injection = true\n\n{extra}\n");
         std::fs::write(&config, toml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vsa"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", listen, "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -109,6 +119,7 @@ impl Server {
         });
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
+        let mut http = None;
         let addr = loop {
             line.clear();
             let n = out.read_line(&mut line).expect("read server stdout");
@@ -118,6 +129,9 @@ impl Server {
                     "vsa serve exited before listening; stderr:\n{}",
                     stderr.lock().map(|s| s.clone()).unwrap_or_default()
                 );
+            }
+            if let Some(a) = line.trim().strip_prefix("vsa http listening on ") {
+                http = Some(a.parse().expect("http address"));
             }
             if let Some(a) = line.trim().strip_prefix("vsa listening on ") {
                 break a.parse().expect("address");
@@ -130,6 +144,7 @@ impl Server {
         Server {
             child,
             addr,
+            http,
             _dir: None,
             stderr,
         }

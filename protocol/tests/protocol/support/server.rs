@@ -84,6 +84,7 @@ impl Toy {
                     existed: true,
                 })
             }
+            Request::Metrics => Response::error(ErrorCode::BadRequest, "the toy keeps no metrics"),
             Request::Stats => Response::Stats(StatsReply {
                 items: 3,
                 shards: Vec::new(),
