@@ -8,6 +8,7 @@
 //! - [`metrics`]: per request kind counters and latency histograms.
 //! - [`settings`]: layered, validated settings.
 //! - [`security`]: API keys and roles, the constant-time token check, rate limits.
+//! - [`tls`]: the rustls acceptor of the TCP protocol.
 //! - [`http`]: the HTTP side (actix-web): health, readiness, metrics, JSON search.
 //! - [`server`]: the TCP server and request dispatch.
 
@@ -19,3 +20,4 @@ pub mod metrics;
 pub mod security;
 pub mod server;
 pub mod settings;
+pub mod tls;

@@ -93,6 +93,10 @@ pub async fn serve_all(
             }
         })
     };
+    let tls = crate::tls::acceptor(&shared.settings.security)?;
+    if tls.is_some() {
+        tracing::info!("TLS on the TCP protocol");
+    }
     let http = match http {
         Some(l) => Some(crate::http::start(shared.clone(), l)?),
         None => None,
@@ -121,9 +125,22 @@ pub async fn serve_all(
                     Ok(permit) => {
                         let shared = shared.clone();
                         let stop = stop_rx.clone();
+                        let tls = tls.clone();
                         tasks.spawn(async move {
                             shared.stats.open.fetch_add(1, Ordering::Relaxed);
-                            if let Err(e) = connection(shared.clone(), stream, stop).await {
+                            let outcome = match tls {
+                                None => connection(shared.clone(), stream, stop).await,
+                                Some(acceptor) => {
+                                    // The handshake counts against the idle timeout too.
+                                    let idle = Duration::from_secs(shared.settings.server.idle_timeout_s.max(1));
+                                    match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                                        Ok(Ok(s)) => connection(shared.clone(), s, stop).await,
+                                        Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake: {e}")),
+                                        Err(_) => Err(anyhow::anyhow!("TLS handshake timed out")),
+                                    }
+                                }
+                            };
+                            if let Err(e) = outcome {
                                 tracing::debug!(%peer, error = %e, "connection ended");
                             }
                             shared.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -176,12 +193,15 @@ enum Pending {
     Close,
 }
 
-async fn connection(
+async fn connection<S>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let (read, write) = stream.into_split();
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Pending>(shared.settings.server.max_in_flight);
     let writer = tokio::spawn(write_loop(BufWriter::new(write), rx, shared.clone()));
     let mut reader = BufReader::new(read);
@@ -310,8 +330,8 @@ async fn connection(
     Ok(())
 }
 
-async fn write_loop(
-    mut out: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+async fn write_loop<W: tokio::io::AsyncWrite + Send + Unpin>(
+    mut out: BufWriter<W>,
     mut rx: mpsc::Receiver<Pending>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {

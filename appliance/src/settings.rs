@@ -110,6 +110,10 @@ pub struct SecuritySettings {
     pub rate_limit_rps: f64,
     /// Requests a client may send at once above its rate (the bucket size).
     pub rate_limit_burst: u32,
+    /// TLS on the TCP protocol: the certificate chain (PEM). With `tls_key`; off when unset.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for SecuritySettings {
@@ -119,6 +123,8 @@ impl Default for SecuritySettings {
             api_keys_env: "VSA_API_KEYS".into(),
             rate_limit_rps: 0.0,
             rate_limit_burst: 50,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -196,6 +202,9 @@ impl Settings {
         }
         if !self.security.rate_limit_rps.is_finite() || self.security.rate_limit_rps < 0.0 {
             return bad("security.rate_limit_rps must be 0 (off) or positive");
+        }
+        if self.security.tls_cert.is_some() != self.security.tls_key.is_some() {
+            return bad("security.tls_cert and security.tls_key go together");
         }
         if self.server.http_workers == 0 || self.server.http_workers > 64 {
             return bad("server.http_workers must be in 1..=64");

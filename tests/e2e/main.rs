@@ -16,3 +16,4 @@ mod rebalance;
 mod security;
 mod serve;
 mod telemetry;
+mod tls;
