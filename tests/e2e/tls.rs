@@ -30,8 +30,11 @@ fn tls_client(server: &Server, ca_pem: &str) -> BlockingClient<TlsStream> {
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(server.addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    BlockingClient::handshake(rustls::StreamOwned::new(conn, tcp), ClientOptions::default())
-        .expect("Hello over TLS")
+    BlockingClient::handshake(
+        rustls::StreamOwned::new(conn, tcp),
+        ClientOptions::default(),
+    )
+    .expect("Hello over TLS")
 }
 
 #[test]
@@ -60,7 +63,9 @@ fn the_protocol_runs_inside_tls_and_plaintext_is_refused() {
 
     // A plaintext client: its Hello frame is not a TLS ClientHello; the server drops it.
     let mut plain = TcpStream::connect(server.addr).unwrap();
-    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let hello = vsa_protocol::frame::encode_frame(
         &vsa_protocol::Request::Hello(vsa_protocol::Hello::new("plain", None)),
         vsa_protocol::DEFAULT_MAX_FRAME,

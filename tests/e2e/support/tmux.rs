@@ -39,7 +39,7 @@ impl Tmux {
             "tmux new-session failed (is tmux installed? scripts/setup.sh installs it): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        t.tmux(&["set-option", "-t", "main", "remain-on-exit", "on"]);
+        t.tmux(&["set-option", "-w", "-t", "main", "remain-on-exit", "on"]);
         t.tmux(&["set-option", "-g", "default-terminal", "xterm-256color"]);
         let out = t.tmux(&["respawn-pane", "-k", "-t", "main", command]);
         assert!(
