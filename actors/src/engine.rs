@@ -65,6 +65,9 @@ pub struct LimitsConfig {
     /// model workers (measured: admitted p99 within 1.3× of unloaded at twice the sustainable
     /// rate; docs/BENCHMARKS.md §6).
     pub max_queries_in_flight: usize,
+    /// How long a photo search may wait for a free slot before it is answered `busy` (ms):
+    /// absorbs short bursts of closed-loop clients without letting a queue build.
+    pub admission_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -79,6 +82,7 @@ impl Default for LimitsConfig {
             max_attributes: 128,
             decode_concurrency: 4,
             max_queries_in_flight: 0,
+            admission_wait_ms: 0,
         }
     }
 }
@@ -570,10 +574,21 @@ impl Engine {
         let mut colour = None;
         // Admission control for photo queries: a free slot, and room in the model's queue.
         let _slot = match req.query {
-            QueryInput::Image(_) => Some(self.inner.query_slots.try_acquire().map_err(|_| {
-                self.inner.pool.count_busy();
-                EngineError::Busy("too many searches in flight")
-            })?),
+            QueryInput::Image(_) => {
+                let wait = Duration::from_millis(limits.admission_wait_ms);
+                let slot = match self.inner.query_slots.try_acquire() {
+                    Ok(s) => Some(s),
+                    Err(_) => tokio::time::timeout(wait, self.inner.query_slots.acquire())
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok()),
+                };
+                if slot.is_none() {
+                    self.inner.pool.count_busy();
+                    return Err(EngineError::Busy("too many searches in flight"));
+                }
+                slot
+            }
             _ => None,
         };
         if matches!(req.query, QueryInput::Image(_)) {

@@ -112,6 +112,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For measuring tools (eval) that must not lose a query to `busy`: the server refuses
+    /// extra searches at once (admission control), so a retry costs it almost nothing; 50 ms
+    /// doubling to 250 ms, 60 retries (about 14 s).
+    pub fn patient() -> RetryPolicy {
+        RetryPolicy {
+            first: Duration::from_millis(50),
+            max_delay: Duration::from_millis(250),
+            max_retries: 60,
+        }
+    }
+
     /// The delay before retry number `retry` (0-based), or `None` when retries are used up.
     pub fn delay(&self, retry: u32) -> Option<Duration> {
         if retry >= self.max_retries {

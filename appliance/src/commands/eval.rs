@@ -337,7 +337,7 @@ impl Default for EvalSettings {
             ingest: true,
             in_flight: 32,
             progress: false,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::patient(),
             preset: None,
         }
     }
