@@ -23,8 +23,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 /// The recent load of one shard: an exponentially decayed count of its searches, read as a
 /// rate (searches/s). Each search counts 1, and every count loses half its weight per
 /// `half_life`, so the rate covers roughly the last `half_life / ln 2` seconds.
@@ -83,35 +81,7 @@ impl LoadMeter {
     }
 }
 
-/// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanStep {
-    /// `split` or `merge`.
-    pub kind: String,
-    /// The category.
-    pub category: String,
-    /// Shards now (names).
-    pub from: Vec<String>,
-    /// Shards after (names).
-    pub to: Vec<String>,
-    /// Items in the category.
-    pub items_before: u64,
-    /// Items per new shard (exact: computed from the item ids).
-    pub items_after: Vec<u64>,
-    /// Why.
-    pub reason: String,
-}
-
-/// A rebalance plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Its id (apply names it).
-    pub plan_id: u64,
-    /// Steps, applied in order.
-    pub steps: Vec<PlanStep>,
-    /// A one-line summary.
-    pub reason: String,
-}
+pub use vsa_protocol::{RebalancePlan as Plan, RebalanceStep as PlanStep};
 
 /// Thresholds of the planner.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -208,28 +178,7 @@ pub fn plan(categories: &[CategoryLoad], t: &Thresholds) -> Vec<PlanStep> {
 }
 
 /// The state of the rebalancer, as `RebalanceStatus` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// `idle`, `running`, `done`, `cancelled` or `failed`.
-    pub state: String,
-    /// The plan applied (or last applied).
-    pub plan_id: Option<u64>,
-    /// 0…1.
-    pub progress: f32,
-    /// What is happening.
-    pub message: String,
-}
-
-impl Default for Status {
-    fn default() -> Self {
-        Status {
-            state: "idle".into(),
-            plan_id: None,
-            progress: 0.0,
-            message: "no rebalance has run".into(),
-        }
-    }
-}
+pub use vsa_protocol::RebalanceStatus as Status;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use vsa_protocol::{HealthReply, LogLine, SearchResponse, StatsReply, Telemetry};
 
 use crate::action::{Action, AdminWhat, Command, NetEvent};
-use crate::model::{self, COMPONENTS, ClickStats, Plan, RebalanceStatus, Weights, Window};
+use crate::model::{
+    self, COMPONENTS, ClickStats, Payload as _, Plan, RebalanceStatus, Weights, Window,
+};
 use crate::widgets::Thumbnail;
 
 /// Points kept for the sparklines.

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Deserialize;
 use serde_json::Value;
 use vsa_protocol::{ActorInfo, Histogram, RequestMetrics, SearchHit, Telemetry};
 
@@ -168,90 +167,26 @@ pub fn actor_tree(actors: &[ActorInfo]) -> Vec<(usize, &ActorInfo)> {
     out
 }
 
-/// A rebalance plan (`RebalancePlan`'s payload).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Plan {
-    /// The id `RebalanceApply` takes.
-    pub plan_id: u64,
-    /// The steps; empty when nothing needs doing.
-    pub steps: Vec<PlanStep>,
-    /// Why (or why nothing).
-    pub reason: String,
-}
+/// The rebalancer's payloads, as the protocol defines them.
+pub use vsa_protocol::{RebalancePlan as Plan, RebalanceStatus, RebalanceStep as PlanStep};
 
-/// One step of a [`Plan`].
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct PlanStep {
-    /// `split` or `merge`.
-    pub kind: String,
-    /// The category.
-    pub category: String,
-    /// Shards before.
-    pub from: Vec<String>,
-    /// Shards after.
-    pub to: Vec<String>,
-    /// Items in `from`.
-    pub items_before: u64,
-    /// Items expected in each of `to`.
-    pub items_after: Vec<u64>,
-    /// Why.
-    pub reason: String,
-}
+/// Parsing an admin reply's JSON payload into its protocol type.
+pub trait Payload: serde::de::DeserializeOwned {
+    /// What the payload is, for the error message.
+    const WHAT: &'static str;
 
-impl Plan {
-    /// Parses a plan payload.
-    pub fn parse(json: &str) -> Result<Plan, String> {
-        serde_json::from_str(json).map_err(|e| format!("cannot parse the plan: {e}"))
+    /// Parses a payload.
+    fn parse(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| format!("cannot parse the {}: {e}", Self::WHAT))
     }
 }
 
-impl PlanStep {
-    /// One line: `split shoes: p/shoes/0 → p/shoes/0,p/shoes/1 (1000 → 500+500): reason`.
-    pub fn describe(&self) -> String {
-        let after: Vec<String> = self.items_after.iter().map(u64::to_string).collect();
-        let mut line = format!(
-            "{} {}: {} → {} ({} → {})",
-            self.kind,
-            self.category,
-            self.from.join(","),
-            self.to.join(","),
-            self.items_before,
-            after.join("+"),
-        );
-        if !self.reason.is_empty() {
-            line.push_str(": ");
-            line.push_str(&self.reason);
-        }
-        line
-    }
+impl Payload for Plan {
+    const WHAT: &'static str = "plan";
 }
 
-/// The rebalancer's status (`RebalanceStatus`'s payload).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct RebalanceStatus {
-    /// `idle`, `running`, `done`, `cancelled` or `failed`.
-    pub state: String,
-    /// The plan being (or last) applied.
-    pub plan_id: Option<u64>,
-    /// 0..1.
-    pub progress: f64,
-    /// What it is doing, or how it ended.
-    pub message: String,
-}
-
-impl RebalanceStatus {
-    /// Parses a status payload.
-    pub fn parse(json: &str) -> Result<RebalanceStatus, String> {
-        serde_json::from_str(json).map_err(|e| format!("cannot parse the rebalance status: {e}"))
-    }
-
-    /// Whether a rebalance is in progress.
-    pub fn running(&self) -> bool {
-        self.state == "running"
-    }
+impl Payload for RebalanceStatus {
+    const WHAT: &'static str = "rebalance status";
 }
 
 /// Reranking weights with their version.

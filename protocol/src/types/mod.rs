@@ -21,6 +21,7 @@ mod delete;
 mod error_reply;
 mod health;
 mod hello;
+mod rebalance;
 mod search;
 mod stats;
 mod telemetry;
@@ -32,6 +33,7 @@ pub use delete::{DeleteReply, DeleteRequest};
 pub use error_reply::ErrorReply;
 pub use health::{HealthCheck, HealthReply, HealthState};
 pub use hello::{Hello, HelloReply};
+pub use rebalance::{RebalancePlan, RebalanceStatus, RebalanceStep};
 pub use search::{
     BoxXywh, CategoryPrediction, FilterClause, QueryInput, Scope, SearchHit, SearchOptions,
     SearchRequest, SearchResponse,

@@ -121,7 +121,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 title.push_str(" — ");
                 title.push_str(&r.message);
             }
-            let ratio = r.progress.clamp(0.0, 1.0);
+            let ratio = f64::from(r.progress.clamp(0.0, 1.0));
             (title, ratio, format!("{:.0}%", ratio * 100.0))
         }
         (None, Some(e)) => (format!("rebalance: unknown ({e})"), 0.0, String::new()),
