@@ -263,7 +263,7 @@ impl PartitionState {
                 candidates: q.candidates.max(k + extra),
                 threads: 1,
                 rerank: true,
-                portable: false,
+                kernel: None,
             };
             match shard.search(query, &params, q.filter.as_ref()) {
                 Ok(hits) => {

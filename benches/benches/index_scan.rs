@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use vsa_index::{Encoded, Query, QueryVector, SearchParams, Shard};
+use vsa_index::{Encoded, Kernel, Query, QueryVector, SearchParams, Shard};
 
 const N: usize = 1_000_000;
 const DIMS: usize = 256;
@@ -74,31 +74,31 @@ fn scan(c: &mut Criterion) {
                     candidates: r,
                     threads,
                     rerank: true,
-                    portable: false,
+                    kernel: None,
                 };
                 g.bench_function(format!("v{vectors}_t{threads}_k10_R{r}"), |b| {
                     b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
                 });
             }
         }
-        // Hamming only, k = 100: the same work as faiss IndexBinaryFlat at k = 100.
-        let p = SearchParams {
-            k: 100,
-            candidates: 100,
-            threads: 1,
-            rerank: false,
-            portable: false,
-        };
-        g.bench_function(format!("v{vectors}_t1_hamming_k100"), |b| {
-            b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
-        });
-        let p = SearchParams {
-            portable: true,
-            ..p
-        };
-        g.bench_function(format!("v{vectors}_t1_hamming_k100_portable"), |b| {
-            b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
-        });
+        // Hamming only, k = 100: the same work as faiss IndexBinaryFlat at k = 100, with each
+        // kernel this CPU has.
+        for kernel in [Kernel::Avx512, Kernel::Avx2, Kernel::Portable] {
+            if !kernel.available::<4>() {
+                continue;
+            }
+            let p = SearchParams {
+                k: 100,
+                candidates: 100,
+                threads: 1,
+                rerank: false,
+                kernel: Some(kernel),
+            };
+            let name = format!("{kernel:?}").to_lowercase();
+            g.bench_function(format!("v{vectors}_t1_hamming_k100_{name}"), |b| {
+                b.iter(|| black_box(shard.search(&q, &p, None).expect("search")))
+            });
+        }
     }
     g.finish();
 }

@@ -1,7 +1,8 @@
 """faiss on exactly the data index_compare wrote; prints one table with vsa's numbers.
 
 IndexBinaryFlat on the same 256-bit codes (speed, and whether its Hamming top-100 equals
-vsa's), IndexFlatIP on the 1280-d float vectors (exact reference), IndexHNSWFlat on a subset.
+vsa's), IndexFlatIP on the float vectors (exact reference; 1280-d, or 256-d in the 10M run),
+IndexHNSWFlat on the first HNSW_N items (default: all of them up to 1M; 0 skips it).
 """
 import json
 import os
@@ -12,9 +13,9 @@ import faiss
 import numpy as np
 
 out = sys.argv[1] if len(sys.argv) > 1 else "benches/compare/out"
-hnsw_n = int(os.environ.get("HNSW_N", "100000"))
-D = 1280
 vsa = json.load(open(f"{out}/vsa.json"))
+hnsw_n = int(os.environ.get("HNSW_N", "1000000"))
+D = vsa.get("dim", 1280)
 n, nq = vsa["n"], vsa["queries"]
 codes = np.fromfile(f"{out}/codes.bin", dtype=np.uint8).reshape(n, 32)
 qcodes = np.fromfile(f"{out}/qcodes.bin", dtype=np.uint8).reshape(nq, 32)
@@ -46,6 +47,9 @@ for threads in (1, 2):
     rows.append(("faiss IndexBinaryFlat", f"1 vec, k=100, {threads}T", ms, f"{n * 32 / ms / 1e6:.1f} GB/s"))
     ms4 = timed(lambda i: binary.search(q4codes[i % nq], 100), nq)
     rows.append(("faiss IndexBinaryFlat", f"4 vec batch, k=100, {threads}T", ms4, ""))
+    if threads == 1:
+        ms = timed(lambda i: binary.search(qcodes[i % nq : i % nq + 1], 1000), nq)
+        rows.append(("faiss IndexBinaryFlat", "1 vec, k=1000, 1T", ms, f"{n * 32 / ms / 1e6:.1f} GB/s"))
 faiss.omp_set_num_threads(1)
 dist, ids = binary.search(qcodes, 100)
 same_d = np.mean(np.all(dist == vham[:, :, 1], axis=1))
@@ -65,35 +69,46 @@ for threads in (1, 2):
     faiss.omp_set_num_threads(threads)
     reps = min(nq, 20)
     ms = timed(lambda i: flat.search(queries[i : i + 1], 10), reps)
-    rows.append(("faiss IndexFlatIP (exact)", f"1280-d, k=10, {threads}T", ms, ""))
+    rows.append(("faiss IndexFlatIP (exact)", f"{D}-d, k=10, {threads}T", ms, ""))
 _, fids = flat.search(queries, 10)
 rows.append(("faiss IndexFlatIP (exact)", "recall@10 vs vsa's GEMM truth", float("nan"), f"{recall(fids, truth):.4f}"))
 del flat
 
 hn = min(hnsw_n, n)
-sub = np.ascontiguousarray(items[:hn])
-exact = faiss.IndexFlatIP(D)
-exact.add(sub)
-_, sub_truth = exact.search(queries, 10)
-faiss.omp_set_num_threads(2)
-hnsw = faiss.IndexHNSWFlat(D, 32, faiss.METRIC_INNER_PRODUCT)
-hnsw.hnsw.efConstruction = 40
-t = time.perf_counter()
-hnsw.add(sub)
-build = time.perf_counter() - t
-faiss.omp_set_num_threads(1)
-for ef in (64, 128):
-    hnsw.hnsw.efSearch = ef
-    ms = timed(lambda i: hnsw.search(queries[i % nq : i % nq + 1], 10), nq)
-    _, hid = hnsw.search(queries, 10)
-    rows.append((f"faiss HNSWFlat M=32 (N={hn})", f"efSearch={ef}, 1T", ms,
-                 f"recall@10 {recall(hid, sub_truth):.4f}; build {build:.1f} s (2T)"))
+if hn > 0:
+    if hn == n:
+        sub_truth = truth  # the whole index: vsa's GEMM truth (IndexFlatIP agreed above)
+    else:
+        exact = faiss.IndexFlatIP(D)
+        exact.add(np.ascontiguousarray(items[:hn]))
+        _, sub_truth = exact.search(queries, 10)
+        del exact
+    faiss.omp_set_num_threads(2)
+    hnsw = faiss.IndexHNSWFlat(D, 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 40
+    t = time.perf_counter()
+    for s in range(0, hn, 100_000):
+        hnsw.add(np.ascontiguousarray(items[s : min(s + 100_000, hn)]))
+    build = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    for ef in (16, 32, 64, 128):
+        hnsw.hnsw.efSearch = ef
+        ms = timed(lambda i: hnsw.search(queries[i % nq : i % nq + 1], 10), nq)
+        _, hid = hnsw.search(queries, 10)
+        rows.append((f"faiss HNSWFlat M=32 efC=40 (N={hn})", f"efSearch={ef}, 1T", ms,
+                     f"recall@10 {recall(hid, sub_truth):.4f}; build {build:.1f} s (2T)"))
+    hnsw_bytes = hn * (D * 4 + 2 * 32 * 4)  # vectors + level-0 links (M0 = 2M ints); upper levels ~ +3 %
+    rows.append((f"faiss HNSWFlat M=32 (N={hn})", "memory", float("nan"),
+                 f"~{hnsw_bytes / hn:.0f} bytes/item (vectors + level-0 links)"))
+    del hnsw
 
+bw = vsa.get("read_gbps_mean")
 for r in vsa["hamming_k100"]:
     if "gbps" in r:
-        kernel = "portable" if r.get("portable") else "auto"
-        rows.append((f"vsa Hamming scan ({kernel})", f"{r['vectors']} vec, k=100, {r['threads']}T", r["ms"],
-                     f"{r['gbps']:.1f} GB/s"))
+        kernel = r.get("kernel", "auto")
+        share = f" = {100 * r['gbps'] / bw:.0f} % of the {bw:.1f} GB/s read" if bw and r["threads"] == 1 else ""
+        rows.append((f"vsa Hamming scan ({kernel})", f"{r['vectors']} vec, k={r.get('k', 100)}, {r['threads']}T", r["ms"],
+                     f"{r['gbps']:.1f} GB/s{share}"))
     else:
         rows.append(("vsa scan+rerank", f"{r['vectors']} vec, R=1000, k=10, {r['threads']}T", r["ms"],
                      f"recall@10 {r['recall10']:.4f}"))
@@ -103,7 +118,10 @@ for r in vsa.get("sweep", []):
     rows.append((f"vsa {r['bits']}-bit (N={vsa['sweep_n']})", f"R={r['R']}, k=10, 1T", r["ms"],
                  f"recall@10 {r['recall10']:.4f}"))
 
-print(f"\nN = {n}, {nq} queries; vsa: train {vsa['train_s']} s, encode {vsa['encode_per_s']:.0f}/s, "
+if bw:
+    print(f"STREAM-like read of the {n * 32 / 1e6:.0f} MB of codes (1 thread, same run): "
+          f"best {vsa['read_gbps_best']:.1f} GB/s, mean {bw:.1f} GB/s")
+print(f"\nN = {n}, {nq} queries, {D}-d vectors; vsa: train {vsa['train_s']} s, encode {vsa['encode_per_s']:.0f}/s, "
       f"insert {vsa['insert_per_s']:.0f}/s, {vsa['bytes_per_item']} bytes/item")
 print(f"{'system':34} {'setting':34} {'ms/query':>9} {'QPS':>8}  note")
 for name, setting, ms, note in rows:

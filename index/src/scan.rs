@@ -1,9 +1,10 @@
 //! The Hamming scan: one pass over contiguous codes for all of a query's vectors (an item's
 //! distance is the minimum over them), feeding an exact top-R selector.
 //!
-//! Kernels: AVX-512 VPOPCNTDQ for 256-bit codes (eight items per step, picked at run time with
-//! `is_x86_feature_detected!`), and a portable kernel (`count_ones`, which is `popcnt` on
-//! x86-64-v2) for every code length. Both give identical results; tests check that.
+//! Kernels, picked at run time with `is_x86_feature_detected!`: AVX-512 VPOPCNTDQ for 256-bit
+//! codes (eight items per step), AVX2 for 256-bit codes (four items per step, popcount by
+//! nibble lookup, Muła's method), and a portable kernel (`count_ones`, which is `popcnt` on
+//! x86-64-v2) for every code length. All give identical results; tests check that.
 //!
 //! Ordering is total and deterministic: by (distance, row). Rows are scanned in increasing
 //! order, so once R candidates are held with distance ≤ b, a later row needs distance < b.
@@ -106,27 +107,58 @@ pub(crate) fn min_distance<const W: usize>(code: &Code<W>, queries: &[Code<W>]) 
 }
 
 /// Which kernel a scan uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kernel {
     /// Portable: `u64::count_ones` per word.
     Portable,
+    /// AVX2, 256-bit codes only: byte popcounts by a nibble lookup (`vpshufb`), summed with
+    /// `vpsadbw`.
+    Avx2,
     /// AVX-512 VPOPCNTDQ, 256-bit codes only.
     Avx512,
 }
 
-/// The best kernel this CPU supports for `64·W`-bit codes.
-pub fn best_kernel<const W: usize>() -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if W == 4
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-        {
-            return Kernel::Avx512;
+impl Kernel {
+    /// Whether this CPU can run the kernel on `64·W`-bit codes.
+    pub fn available<const W: usize>(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => W == 4 && std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                W == 4
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
     }
-    Kernel::Portable
 }
+
+/// The best kernel this CPU supports for `64·W`-bit codes and `vectors` query vectors.
+///
+/// AVX-512 VPOPCNTDQ wins everywhere it exists. Without it, AVX2 is used for multi-vector
+/// queries only: for one vector the scalar `popcnt` loop is as fast (both are bound by one
+/// execution port per 64 bits on the CPUs measured, docs/BENCHMARKS.md §3).
+pub fn best_kernel_for<const W: usize>(vectors: usize) -> Kernel {
+    if Kernel::Avx512.available::<W>() {
+        Kernel::Avx512
+    } else if vectors > 1 && Kernel::Avx2.available::<W>() {
+        Kernel::Avx2
+    } else {
+        Kernel::Portable
+    }
+}
+
+/// The best kernel this CPU supports for `64·W`-bit codes (multi-vector queries).
+pub fn best_kernel<const W: usize>() -> Kernel {
+    best_kernel_for::<W>(MAX_VECTORS)
+}
+
+/// Most query vectors a SIMD kernel takes in one pass.
+const MAX_VECTORS: usize = 8;
 
 /// Scans `codes` (rows `base..base+codes.len()`), pushing every row with `accept(row)` into
 /// `top` by its minimum distance over `queries`.
@@ -142,22 +174,20 @@ pub(crate) fn scan<const W: usize>(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx512
+    if kernel != Kernel::Portable
         && W == 4
-        && queries.len() <= 8
-        && best_kernel::<W>() == Kernel::Avx512
+        && queries.len() <= MAX_VECTORS
+        && kernel.available::<W>()
     {
-        // SAFETY: the CPU features were detected just above; W == 4 makes each code exactly
-        // four u64 words, so the flat pointer covers `codes.len() * 4` words.
+        let (ptr, n) = (codes.as_ptr().cast::<u64>(), codes.len());
+        let qs = queries_w4(queries);
+        // SAFETY: the kernel's CPU features were detected just above; W == 4 makes each code
+        // exactly four u64 words, so the flat pointer covers `n * 4` words.
         unsafe {
-            avx512::scan_w4(
-                codes.as_ptr().cast::<u64>(),
-                codes.len(),
-                base,
-                queries_w4(queries),
-                top,
-                accept,
-            )
+            match kernel {
+                Kernel::Avx512 => avx512::scan_w4(ptr, n, base, qs, top, accept),
+                _ => avx2::scan_w4(ptr, n, base, qs, top, accept),
+            }
         };
         return;
     }
@@ -203,6 +233,41 @@ fn scan_portable<const W: usize>(
     }
 }
 
+/// The tail rows a SIMD kernel leaves (fewer than one step), scanned scalar.
+///
+/// # Safety
+/// `codes` must point at `n * 4` readable u64 words.
+#[cfg(target_arch = "x86_64")]
+unsafe fn scan_tail_w4(
+    codes: *const u64,
+    from: usize,
+    n: usize,
+    base: u32,
+    queries: &[[u64; 4]],
+    top: &mut TopR,
+    accept: &mut impl FnMut(u32) -> bool,
+) {
+    for i in from..n {
+        // SAFETY: i < n, so words i*4..i*4+4 are in bounds (the caller's contract).
+        let c: [u64; 4] = unsafe {
+            [
+                *codes.add(i * 4),
+                *codes.add(i * 4 + 1),
+                *codes.add(i * 4 + 2),
+                *codes.add(i * 4 + 3),
+            ]
+        };
+        let mut d = u32::MAX;
+        for q in queries {
+            d = d.min(crate::code::hamming(&c, q));
+        }
+        let row = base + i as u32;
+        if d < top.bound && accept(row) {
+            top.push(d, row);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::TopR;
@@ -224,7 +289,7 @@ mod avx512 {
         accept: &mut impl FnMut(u32) -> bool,
     ) {
         let nq = queries.len();
-        let mut qv = [_mm512_setzero_si512(); 8];
+        let mut qv = [_mm512_setzero_si512(); super::MAX_VECTORS];
         for (v, q) in qv.iter_mut().zip(&queries) {
             // SAFETY: q is 4 u64 = 256 bits.
             *v = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(q.as_ptr().cast()) });
@@ -271,25 +336,99 @@ mod avx512 {
                 }
             }
         }
-        for i in groups * 8..n {
-            // SAFETY: i < n.
-            let c: [u64; 4] = unsafe {
-                [
-                    *codes.add(i * 4),
-                    *codes.add(i * 4 + 1),
-                    *codes.add(i * 4 + 2),
-                    *codes.add(i * 4 + 3),
-                ]
+        // SAFETY: the caller's contract (n * 4 words).
+        unsafe { super::scan_tail_w4(codes, groups * 8, n, base, &queries, top, accept) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::TopR;
+    use std::arch::x86_64::*;
+
+    /// Popcount of each u64 lane of `x`: nibble lookups (`lut` holds the counts of 0..16 in
+    /// both halves), summed per byte, then `vpsadbw` against zero sums each lane's 8 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn popcnt_u64x4(x: __m256i, lut: __m256i) -> __m256i {
+        let low = _mm256_set1_epi8(0x0f);
+        let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
+        let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(x), low));
+        _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+    }
+
+    /// Four 256-bit codes per step: xor with the query, byte popcounts by a nibble lookup
+    /// (`vpshufb` on the low and high nibbles), `vpsadbw` to four u64 sums per code, then one
+    /// unpack/add and one 128-bit permute/add round fold them to one u64 per code, in order.
+    /// Distances are at most 256, so the minimum over queries can use 32-bit signed `min`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn scan_w4(
+        codes: *const u64,
+        n: usize,
+        base: u32,
+        queries: Vec<[u64; 4]>,
+        top: &mut TopR,
+        accept: &mut impl FnMut(u32) -> bool,
+    ) {
+        let nq = queries.len();
+        let mut qv = [_mm256_setzero_si256(); super::MAX_VECTORS];
+        for (v, q) in qv.iter_mut().zip(&queries) {
+            // SAFETY: q is 4 u64 = 256 bits.
+            *v = unsafe { _mm256_loadu_si256(q.as_ptr().cast()) };
+        }
+        let lut = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let popcnt = |x: __m256i| popcnt_u64x4(x, lut);
+        let groups = n / 4;
+        let mut lanes = [0u64; 4];
+        for g in 0..groups {
+            // SAFETY: group g covers words g*16..g*16+16 ≤ n*4.
+            let p = unsafe { codes.add(g * 16) };
+            let (x0, x1, x2, x3) = unsafe {
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    _mm256_loadu_si256(p.add(4).cast()),
+                    _mm256_loadu_si256(p.add(8).cast()),
+                    _mm256_loadu_si256(p.add(12).cast()),
+                )
             };
-            let mut d = u32::MAX;
-            for q in &queries {
-                d = d.min(crate::code::hamming(&c, q));
+            let mut dmin = _mm256_set1_epi64x(1 << 30);
+            for q in &qv[..nq] {
+                let s0 = popcnt(_mm256_xor_si256(x0, *q));
+                let s1 = popcnt(_mm256_xor_si256(x1, *q));
+                let s2 = popcnt(_mm256_xor_si256(x2, *q));
+                let s3 = popcnt(_mm256_xor_si256(x3, *q));
+                // [s0 w0+w1, s1 w0+w1, s0 w2+w3, s1 w2+w3] and the same for s2, s3.
+                let u01 =
+                    _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+                let u23 =
+                    _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+                let d = _mm256_add_epi64(
+                    _mm256_permute2x128_si256::<0x20>(u01, u23),
+                    _mm256_permute2x128_si256::<0x31>(u01, u23),
+                );
+                dmin = _mm256_min_epi32(dmin, d);
             }
-            let row = base + i as u32;
-            if d < top.bound && accept(row) {
-                top.push(d, row);
+            let below = _mm256_cmpgt_epi64(_mm256_set1_epi64x(i64::from(top.bound)), dmin);
+            let mask = _mm256_movemask_pd(_mm256_castsi256_pd(below));
+            if mask != 0 {
+                // SAFETY: lanes is 4 u64 = 256 bits.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), dmin) };
+                for (item, &d) in lanes.iter().enumerate() {
+                    if mask & (1 << item) != 0 {
+                        let d = d as u32;
+                        let row = base + (g * 4 + item) as u32;
+                        if d < top.bound && accept(row) {
+                            top.push(d, row);
+                        }
+                    }
+                }
             }
         }
+        // SAFETY: the caller's contract (n * 4 words).
+        unsafe { super::scan_tail_w4(codes, groups * 4, n, base, &queries, top, accept) };
     }
 }
 

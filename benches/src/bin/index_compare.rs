@@ -7,7 +7,12 @@
 //! 0.6·N(0, diag(s²)); ten photos per product. Queries are fresh photos of random products,
 //! held out of the index, so the exact top-10 is mostly the product's own photos.
 //!
-//! Usage: `index_compare [--n N] [--queries Q] [--sweep-n N2] [--out DIR] [--real FILE.f32]`
+//! At 10M (`--dim 256`) the items are generated directly as 256-d vectors with the same
+//! spectrum's leading 256 dimensions (10M × 1280 floats would be 51 GB); the encoder's PCA is
+//! then a rotation and the exact reference is cosine on those 256-d vectors.
+//!
+//! Usage: `index_compare [--n N] [--queries Q] [--dim 1280|256] [--sweep-n N2] [--out DIR]
+//! [--real FILE.f32]` (`--sweep-n 0` skips the code-length sweep; by default it runs on all N).
 
 use std::io::Write;
 use std::time::Instant;
@@ -15,7 +20,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
-use vsa_index::{Encoder, EncoderConfig, Query, QueryVector, SearchParams, Shard};
+use vsa_index::{Encoder, EncoderConfig, Kernel, Query, QueryVector, SearchParams, Shard};
 
 const D: usize = 1280;
 
@@ -23,6 +28,9 @@ struct Args {
     n: usize,
     queries: usize,
     sweep_n: usize,
+    /// Dimension of the generated vectors: 1280 (the model's; reduced by the encoder) or 256
+    /// (the reduced vectors made directly, for 10M where 10M × 1280 floats do not fit).
+    dim: usize,
     out: String,
     real: Option<String>,
 }
@@ -31,7 +39,8 @@ fn args() -> Args {
     let mut a = Args {
         n: 1_000_000,
         queries: 200,
-        sweep_n: 100_000,
+        sweep_n: usize::MAX,
+        dim: D,
         out: "target/index-compare".into(),
         real: None,
     };
@@ -43,6 +52,7 @@ fn args() -> Args {
             "--n" => a.n = val.parse().unwrap_or(a.n),
             "--queries" => a.queries = val.parse().unwrap_or(a.queries),
             "--sweep-n" => a.sweep_n = val.parse().unwrap_or(a.sweep_n),
+            "--dim" => a.dim = val.parse().unwrap_or(a.dim),
             "--out" => a.out = val,
             "--real" => a.real = Some(val),
             _ => {}
@@ -59,54 +69,55 @@ fn normalise(v: &mut [f32]) {
     }
 }
 
-/// Items (n × D, normalised) and queries (q × D, normalised), deterministic.
-fn generate(n: usize, q: usize) -> (Vec<f32>, Vec<f32>) {
+/// Items (n × d, normalised) and queries (q × d, normalised), deterministic. The spectrum
+/// s_j = 1/√(1 + j/16) is the same whatever d, so d = 256 is the 1280-d model's leading part.
+fn generate(n: usize, q: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
     let clusters = 1000;
     let products = n.div_ceil(10).max(1);
-    let scale: Vec<f32> = (0..D)
+    let scale: Vec<f32> = (0..d)
         .map(|j| 1.0 / (1.0 + j as f32 / 16.0).sqrt())
         .collect();
     let mut rng = StdRng::seed_from_u64(1);
-    let centres: Vec<f32> = (0..clusters * D)
+    let centres: Vec<f32> = (0..clusters * d)
         .map(|i| {
             let g: f32 = StandardNormal.sample(&mut rng);
-            g * scale[i % D]
+            g * scale[i % d]
         })
         .collect::<Vec<f32>>();
-    let mut prods = vec![0f32; products * D];
-    for (p, row) in prods.chunks_mut(D).enumerate() {
+    let mut prods = vec![0f32; products * d];
+    for (p, row) in prods.chunks_mut(d).enumerate() {
         let c = p % clusters;
-        for j in 0..D {
+        for j in 0..d {
             let g: f32 = StandardNormal.sample(&mut rng);
-            row[j] = centres[c * D + j] + 0.6 * g * scale[j];
+            row[j] = centres[c * d + j] + 0.6 * g * scale[j];
         }
     }
     let photo = |seed: u64, rows: &mut [f32], first: usize, product_of: &dyn Fn(usize) -> usize| {
         let mut rng = StdRng::seed_from_u64(seed);
-        for (i, row) in rows.chunks_mut(D).enumerate() {
+        for (i, row) in rows.chunks_mut(d).enumerate() {
             let p = product_of(first + i);
-            for j in 0..D {
+            for j in 0..d {
                 let g: f32 = StandardNormal.sample(&mut rng);
-                row[j] = prods[p * D + j] + 0.6 * g * scale[j];
+                row[j] = prods[p * d + j] + 0.6 * g * scale[j];
             }
             normalise(row);
         }
     };
-    let mut items = vec![0f32; n * D];
+    let mut items = vec![0f32; n * d];
     let chunk = 65_536;
     std::thread::scope(|s| {
         let halves: Vec<&mut [f32]> = {
-            let mid = (n / 2 / chunk) * chunk * D;
-            let (a, b) = items.split_at_mut(mid.min(n * D));
+            let mid = (n / 2 / chunk) * chunk * d;
+            let (a, b) = items.split_at_mut(mid.min(n * d));
             vec![a, b]
         };
         let mut first = 0;
         for part in halves {
-            let len = part.len() / D;
+            let len = part.len() / d;
             let f = first;
             let photo = &photo;
             s.spawn(move || {
-                for (c, rows) in part.chunks_mut(chunk * D).enumerate() {
+                for (c, rows) in part.chunks_mut(chunk * d).enumerate() {
                     photo(100 + (f / chunk + c) as u64, rows, f + c * chunk, &|i| {
                         i / 10
                     });
@@ -115,7 +126,7 @@ fn generate(n: usize, q: usize) -> (Vec<f32>, Vec<f32>) {
             first += len;
         }
     });
-    let mut queries = vec![0f32; q * D];
+    let mut queries = vec![0f32; q * d];
     let mut pick = StdRng::seed_from_u64(7);
     let chosen: Vec<usize> = (0..q)
         .map(|_| (rand::Rng::random::<u64>(&mut pick) % products as u64) as usize)
@@ -221,19 +232,22 @@ fn build<const W: usize>(items: &[f32], d: usize, itq_iterations: usize) -> Buil
     let t = Instant::now();
     let encoder = Encoder::<W>::train(&sample, d, &cfg).expect("train");
     let train_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut encoded = Vec::with_capacity(n);
-    for rows in items.chunks(65_536 * d) {
-        encoded.extend(encoder.encode_batch(rows, 2).expect("encode"));
-    }
-    let encode_s = t.elapsed().as_secs_f64();
     let mut shard = Shard::<W>::new(encoder.dims());
     shard.reserve(n);
-    let t = Instant::now();
-    for (id, e) in encoded.iter().enumerate() {
-        shard.insert(id as u64, e, &[]).expect("insert");
+    // Encode and insert a chunk at a time (10M encoded items at once would need ~3 GB more).
+    let (mut encode_s, mut insert_s) = (0.0, 0.0);
+    for (c, rows) in items.chunks(65_536 * d).enumerate() {
+        let t = Instant::now();
+        let encoded = encoder.encode_batch(rows, 2).expect("encode");
+        encode_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for (i, e) in encoded.iter().enumerate() {
+            shard
+                .insert((c * 65_536 + i) as u64, e, &[])
+                .expect("insert");
+        }
+        insert_s += t.elapsed().as_secs_f64();
     }
-    let insert_s = t.elapsed().as_secs_f64();
     Built {
         encoder,
         shard,
@@ -241,6 +255,34 @@ fn build<const W: usize>(items: &[f32], d: usize, itq_iterations: usize) -> Buil
         encode_s,
         insert_s,
     }
+}
+
+/// STREAM-like sequential read of `bytes` bytes (u64 xor into four accumulators), best of
+/// `reps`, and the mean: the single-thread read bandwidth the scan is compared with, in the
+/// same run (GB/s, 10⁹ bytes).
+fn read_bandwidth(bytes: usize, reps: usize) -> (f64, f64) {
+    let words: Vec<u64> = (0..bytes as u64 / 8)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let mut best = f64::MAX;
+    let mut total = 0.0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut acc = [0u64; 4];
+        for c in words.chunks_exact(4) {
+            for (a, w) in acc.iter_mut().zip(c) {
+                *a ^= *w;
+            }
+        }
+        std::hint::black_box(acc);
+        let e = t.elapsed().as_secs_f64();
+        best = best.min(e);
+        total += e;
+    }
+    (
+        bytes as f64 / best / 1e9,
+        bytes as f64 * reps as f64 / total / 1e9,
+    )
 }
 
 fn queries_of<const W: usize>(enc: &Encoder<W>, queries: &[f32], d: usize) -> Vec<Query<W>> {
@@ -359,26 +401,31 @@ fn main() {
         return;
     }
     let mut json: Vec<String> = Vec::new();
-    eprintln!("generating {} items + {} queries ({D}-d)", a.n, a.queries);
+    let d = a.dim;
+    eprintln!("generating {} items + {} queries ({d}-d)", a.n, a.queries);
     let t = Instant::now();
-    let (items, queries) = generate(a.n, a.queries);
+    let (items, queries) = generate(a.n, a.queries, d);
     eprintln!("  {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let truth = exact_topk(&items, &queries, D, 10);
+    let truth = exact_topk(&items, &queries, d, 10);
     let exact_ms = t.elapsed().as_secs_f64() * 1000.0 / a.queries as f64;
     eprintln!("exact top-10: {exact_ms:.2} ms/query (brute-force GEMM, 2 threads)");
 
-    // Code-length sweep on the first sweep_n items (ground truth recomputed there).
+    // Code-length sweep on the first sweep_n items (ground truth recomputed there if a subset).
     if a.sweep_n > 0 {
         let sn = a.sweep_n.min(a.n);
-        let sub = &items[..sn * D];
-        let st = exact_topk(sub, &queries, D, 10);
+        let sub = &items[..sn * d];
+        let st = if sn == a.n {
+            truth.clone()
+        } else {
+            exact_topk(sub, &queries, d, 10)
+        };
         let mut rows = Vec::new();
         eprintln!("code-length sweep on {sn} items");
-        sweep::<1>(sub, &queries, D, &st, &mut rows);
-        sweep::<2>(sub, &queries, D, &st, &mut rows);
-        sweep::<4>(sub, &queries, D, &st, &mut rows);
-        sweep::<8>(sub, &queries, D, &st, &mut rows);
+        sweep::<1>(sub, &queries, d, &st, &mut rows);
+        sweep::<2>(sub, &queries, d, &st, &mut rows);
+        sweep::<4>(sub, &queries, d, &st, &mut rows);
+        sweep::<8>(sub, &queries, d, &st, &mut rows);
         json.push(format!(
             "\"sweep_n\": {sn}, \"sweep\": [{}]",
             rows.join(", ")
@@ -386,9 +433,17 @@ fn main() {
     }
 
     eprintln!("building the 256-bit index on {} items", a.n);
-    let b = build::<4>(&items, D, 50);
+    let b = build::<4>(&items, d, 50);
     let n = a.n;
     let mem = b.shard.memory_bytes();
+    let (bw_best, bw_mean) = read_bandwidth(n * 32, 20);
+    eprintln!(
+        "read bandwidth over {} MB: best {bw_best:.1} GB/s, mean {bw_mean:.1} GB/s",
+        n * 32 / 1_000_000
+    );
+    json.push(format!(
+        "\"read_gbps_best\": {bw_best:.2}, \"read_gbps_mean\": {bw_mean:.2}, \"dim\": {d}"
+    ));
     json.push(format!(
         "\"n\": {n}, \"queries\": {}, \"train_s\": {:.2}, \"encode_per_s\": {:.0}, \"insert_per_s\": {:.0}, \"bytes_per_item\": {:.1}, \"exact_gemm_ms\": {exact_ms:.2}",
         a.queries,
@@ -397,7 +452,7 @@ fn main() {
         n as f64 / b.insert_s,
         mem as f64 / n as f64
     ));
-    let qs = queries_of(&b.encoder, &queries, D);
+    let qs = queries_of(&b.encoder, &queries, d);
     let mut rows = Vec::new();
     for threads in [1, 2] {
         for r in [100, 500, 1000] {
@@ -429,12 +484,12 @@ fn main() {
         let (mut f32_res, mut exact_res) = (Vec::new(), Vec::new());
         for (qi, q) in qs.iter().enumerate() {
             let cands = b.shard.search(q, &p, None).expect("search");
-            let qv = &queries[qi * D..(qi + 1) * D];
+            let qv = &queries[qi * d..(qi + 1) * d];
             let qr = &q.vectors[0];
             let mut f: Vec<(f32, u64)> = Vec::new();
             let mut e: Vec<(f32, u64)> = Vec::new();
             for h in &cands {
-                let x = &items[h.id as usize * D..(h.id as usize + 1) * D];
+                let x = &items[h.id as usize * d..(h.id as usize + 1) * d];
                 let y = b.encoder.encode_query(x).expect("encode");
                 let s: f32 = qr
                     .reduced
@@ -464,7 +519,7 @@ fn main() {
     // Four "crops": the query plus three noisier views of it.
     let mut rng = StdRng::seed_from_u64(5);
     let q4: Vec<Query<4>> = queries
-        .chunks(D)
+        .chunks(d)
         .map(|q| {
             let mut vectors: Vec<QueryVector<4>> = vec![b.encoder.encode_query(q).expect("query")];
             for _ in 0..3 {
@@ -483,17 +538,42 @@ fn main() {
     let mut rows = Vec::new();
     let bytes = (n * 32) as f64;
     for (name, set) in [("1", &qs), ("4", &q4)] {
-        for (threads, portable) in [(1, false), (1, true), (2, false)] {
+        let kernels = [
+            (1, Some(Kernel::Avx512)),
+            (1, Some(Kernel::Avx2)),
+            (1, Some(Kernel::Portable)),
+            (1, None),
+            (2, None),
+        ];
+        for (threads, kernel) in kernels {
+            if kernel.is_some_and(|k| !k.available::<4>()) {
+                continue;
+            }
             let p = SearchParams {
                 k: 100,
                 candidates: 100,
                 threads,
                 rerank: false,
-                portable,
+                kernel,
+            };
+            let (ms, _) = run(&b.shard, set, &p);
+            let kname = kernel.map_or("auto".to_string(), |k| format!("{k:?}").to_lowercase());
+            rows.push(format!(
+                "{{\"vectors\": {name}, \"threads\": {threads}, \"kernel\": \"{kname}\", \"ms\": {ms:.3}, \"gbps\": {:.2}}}",
+                bytes / ms / 1e6
+            ));
+        }
+        if name == "1" {
+            let p = SearchParams {
+                k: 1000,
+                candidates: 1000,
+                threads: 1,
+                rerank: false,
+                kernel: None,
             };
             let (ms, _) = run(&b.shard, set, &p);
             rows.push(format!(
-                "{{\"vectors\": {name}, \"threads\": {threads}, \"portable\": {portable}, \"ms\": {ms:.3}, \"gbps\": {:.2}}}",
+                "{{\"vectors\": 1, \"threads\": 1, \"kernel\": \"auto\", \"k\": 1000, \"ms\": {ms:.3}, \"gbps\": {:.2}}}",
                 bytes / ms / 1e6
             ));
         }
@@ -519,7 +599,7 @@ fn main() {
         candidates: 100,
         threads: 1,
         rerank: false,
-        portable: false,
+        kernel: None,
     };
     let mut ham = Vec::new();
     for q in &qs {

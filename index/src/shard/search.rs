@@ -40,8 +40,10 @@ pub struct SearchParams {
     /// Rerank with the int8 vectors; if false, hits are the Hamming top-k and the score is
     /// `1 − 2·hamming/bits` (the cosine the code alone implies).
     pub rerank: bool,
-    /// Force the portable kernel (tests, benchmarks).
-    pub portable: bool,
+    /// Force a scan kernel (tests, benchmarks); `None` picks the best this CPU has for the
+    /// query ([`crate::scan::best_kernel_for`]). One the CPU lacks falls back to portable.
+    #[serde(default)]
+    pub kernel: Option<Kernel>,
 }
 
 impl Default for SearchParams {
@@ -51,7 +53,7 @@ impl Default for SearchParams {
             candidates: 500,
             threads: 1,
             rerank: true,
-            portable: false,
+            kernel: None,
         }
     }
 }
@@ -122,11 +124,9 @@ impl<const W: usize> Shard<W> {
         params: &SearchParams,
         filter: Option<&Filter>,
     ) -> Vec<(u32, u32)> {
-        let kernel = if params.portable {
-            Kernel::Portable
-        } else {
-            scan::best_kernel::<W>()
-        };
+        let kernel = params
+            .kernel
+            .unwrap_or_else(|| scan::best_kernel_for::<W>(codes.len()));
         let rows = self.codes.len();
         let allowed = filter.and_then(|f| self.postings.resolve(f));
         match allowed {

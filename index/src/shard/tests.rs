@@ -7,6 +7,7 @@ use super::*;
 use crate::encoder::{Encoded, QueryVector};
 use crate::filter::Filter;
 use crate::linalg::Rng;
+use crate::scan::Kernel;
 
 const DIMS: usize = 8;
 
@@ -238,11 +239,11 @@ proptest! {
         let q = query(&mut rng, nq, bias);
         for f in filters() {
             for rerank in [true, false] {
-                let base = SearchParams { k, candidates: r, threads: 1, rerank, portable: false };
+                let base = SearchParams { k, candidates: r, threads: 1, rerank, kernel: None };
                 let want = model.search(&q, &base, f.as_ref());
                 for threads in [1, 2, 3] {
-                    for portable in [false, true] {
-                        let p = SearchParams { threads, portable, ..base.clone() };
+                    for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
+                        let p = SearchParams { threads, kernel: Some(kernel), ..base.clone() };
                         prop_assert_eq!(&shard.search(&q, &p, f.as_ref()).unwrap(), &want);
                     }
                 }
@@ -251,7 +252,7 @@ proptest! {
             }
         }
         // Everything: exactly the live set, never a deleted id.
-        let all = SearchParams { k: 10_000, candidates: 10_000, threads: 2, rerank: false, portable: false };
+        let all = SearchParams { k: 10_000, candidates: 10_000, threads: 2, rerank: false, kernel: None };
         let got: HashSet<u64> = shard.search(&q, &all, None).unwrap().into_iter().map(|h| h.id).collect();
         let live: HashSet<u64> = model.items.iter().map(|(i, _, _)| *i).collect();
         prop_assert_eq!(&got, &live);
@@ -274,7 +275,7 @@ proptest! {
         let (shard, model) = build(seed, &ops, 0);
         let mut rng = Rng::new(seed);
         let q = query(&mut rng, 1, 0);
-        let p = SearchParams { k: 1000, candidates: 1000, threads: 1, rerank: false, portable: false };
+        let p = SearchParams { k: 1000, candidates: 1000, threads: 1, rerank: false, kernel: None };
         for f in filters() {
             let got: HashSet<u64> = shard.search(&q, &p, f.as_ref()).unwrap().into_iter().map(|h| h.id).collect();
             let want: HashSet<u64> = model.items.iter().filter(|(_, _, a)| Model::passes(a, f.as_ref())).map(|(i, _, _)| *i).collect();
@@ -288,7 +289,7 @@ proptest! {
         let (shard, _) = build(seed, &ops, 1);
         let mut rng = Rng::new(seed);
         let q = query(&mut rng, nq, 1);
-        let p = SearchParams { k: 1000, candidates: 1000, threads: 1, rerank: false, portable: false };
+        let p = SearchParams { k: 1000, candidates: 1000, threads: 1, rerank: false, kernel: None };
         let multi = shard.search(&q, &p, None).unwrap();
         let singles: Vec<Vec<Hit>> = q.vectors.iter().map(|v| shard.search(&Query::single(v.clone()), &p, None).unwrap()).collect();
         for h in &multi {
