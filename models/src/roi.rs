@@ -303,46 +303,197 @@ fn round_non_negative(v: f32) -> f32 {
 /// `img` rotated by `degrees` (counter-clockwise) about its centre on a canvas of the same
 /// size, bilinear, uncovered pixels white (catalogue photos are on white).
 ///
-/// Runs on every catalogue item at each ingest rotation, so it works on the raw buffers (a
-/// 256² rotation takes well under a millisecond); its output equals the straightforward
+/// Runs on every catalogue item at each ingest rotation, so rows are done eight pixels at a
+/// time with AVX2 when the CPU has it (gathered taps, the same float operations in the same
+/// order), else one pixel at a time on the raw buffers; both equal the straightforward
 /// per-pixel form kept in the tests, bit for bit.
 pub fn rotate_white(img: &RgbImage, degrees: f32) -> RgbImage {
     if degrees == 0.0 {
         return img.clone();
     }
     let (w, h) = img.dimensions();
-    let (wu, hu) = (w as usize, h as usize);
-    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-    let (s, c) = degrees.to_radians().sin_cos();
-    let (wmax, hmax) = (w as f32 - 1.0, h as f32 - 1.0);
-    let src = img.as_raw();
-    let mut out = vec![255u8; wu * hu * 3];
-    for (y, row) in out.chunks_exact_mut(wu * 3).enumerate() {
-        let dy = y as f32 - cy;
-        for (x, px) in row.chunks_exact_mut(3).enumerate() {
-            let dx = x as f32 - cx;
+    let geo = Rotation::new(w, h, degrees);
+    let mut out = vec![255u8; w as usize * h as usize * 3];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && w >= 8 {
+        // Gathers read 4 bytes at each pixel's offset: pad the source by one pixel.
+        let mut padded = Vec::with_capacity(img.as_raw().len() + 4);
+        padded.extend_from_slice(img.as_raw());
+        padded.extend_from_slice(&[0; 4]);
+        // SAFETY: AVX2 was detected just above; `padded` holds w·h·3 + 4 bytes.
+        unsafe { rotate_avx2(&geo, &padded, &mut out) };
+        return RgbImage::from_raw(w, h, out).unwrap_or_else(|| img.clone());
+    }
+    for y in 0..h as usize {
+        geo.row_scalar(img.as_raw(), &mut out, y, 0);
+    }
+    // The buffer is exactly w·h·3 bytes, so this cannot fail; fall back to the input.
+    RgbImage::from_raw(w, h, out).unwrap_or_else(|| img.clone())
+}
+
+/// The inverse mapping of a rotation about the image centre.
+struct Rotation {
+    w: usize,
+    h: usize,
+    cx: f32,
+    cy: f32,
+    s: f32,
+    c: f32,
+}
+
+impl Rotation {
+    fn new(w: u32, h: u32, degrees: f32) -> Self {
+        let (s, c) = degrees.to_radians().sin_cos();
+        Self {
+            w: w as usize,
+            h: h as usize,
+            cx: (w as f32 - 1.0) / 2.0,
+            cy: (h as f32 - 1.0) / 2.0,
+            s,
+            c,
+        }
+    }
+
+    /// Pixels `from..w` of row `y`, one at a time.
+    fn row_scalar(&self, src: &[u8], out: &mut [u8], y: usize, from: usize) {
+        let (w, h) = (self.w as f32, self.h as f32);
+        let dy = y as f32 - self.cy;
+        for x in from..self.w {
+            let dx = x as f32 - self.cx;
             // Inverse mapping: destination → source (counter-clockwise on screen, y down).
-            let sx = c * dx - s * dy + cx;
-            let sy = s * dx + c * dy + cy;
-            if sx < -0.5 || sy < -0.5 || sx > w as f32 - 0.5 || sy > h as f32 - 0.5 {
+            let sx = self.c * dx - self.s * dy + self.cx;
+            let sy = self.s * dx + self.c * dy + self.cy;
+            if sx < -0.5 || sy < -0.5 || sx > w - 0.5 || sy > h - 0.5 {
                 continue;
             }
-            let (fx, fy) = (sx.clamp(0.0, wmax), sy.clamp(0.0, hmax));
+            let (fx, fy) = (sx.clamp(0.0, w - 1.0), sy.clamp(0.0, h - 1.0));
             let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-            let (x1, y1) = ((x0 + 1).min(wu - 1), (y0 + 1).min(hu - 1));
+            let (x1, y1) = ((x0 + 1).min(self.w - 1), (y0 + 1).min(self.h - 1));
             let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
-            let (r0, r1) = (y0 * wu, y1 * wu);
-            let (i00, i10, i01, i11) = ((r0 + x0) * 3, (r0 + x1) * 3, (r1 + x0) * 3, (r1 + x1) * 3);
-            for (ch, o) in px.iter_mut().enumerate() {
+            let (r0, r1) = (y0 * self.w, y1 * self.w);
+            let taps = [(r0 + x0) * 3, (r0 + x1) * 3, (r1 + x0) * 3, (r1 + x1) * 3];
+            let o = (y * self.w + x) * 3;
+            for ch in 0..3 {
                 let p = |i: usize| f32::from(src[i + ch]);
-                let top = p(i00) * (1.0 - ax) + p(i10) * ax;
-                let bottom = p(i01) * (1.0 - ax) + p(i11) * ax;
-                *o = round_non_negative(top * (1.0 - ay) + bottom * ay).clamp(0.0, 255.0) as u8;
+                let top = p(taps[0]) * (1.0 - ax) + p(taps[1]) * ax;
+                let bottom = p(taps[2]) * (1.0 - ax) + p(taps[3]) * ax;
+                out[o + ch] =
+                    round_non_negative(top * (1.0 - ay) + bottom * ay).clamp(0.0, 255.0) as u8;
             }
         }
     }
-    // The buffer is exactly w·h·3 bytes, so this cannot fail; fall back to the plain form.
-    RgbImage::from_raw(w, h, out).unwrap_or_else(|| img.clone())
+}
+
+/// Eight pixels per step; the tail of each row (fewer than eight) goes to `row_scalar`.
+///
+/// # Safety
+/// The CPU must have AVX2; `src` must hold `w·h·3 + 4` bytes (gathers read 4 bytes at a
+/// pixel's offset) and `out` `w·h·3`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rotate_avx2(geo: &Rotation, src: &[u8], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let (w, h) = (geo.w as f32, geo.h as f32);
+    let ps = _mm256_set1_ps;
+    let (c, s, cx, cy) = (ps(geo.c), ps(geo.s), ps(geo.cx), ps(geo.cy));
+    let (lo, hi_x, hi_y) = (ps(-0.5), ps(w - 0.5), ps(h - 0.5));
+    let (zero, one, half, max8) = (ps(0.0), ps(1.0), ps(0.5), ps(255.0));
+    let (wmax, hmax) = (ps(w - 1.0), ps(h - 1.0));
+    let (wlast, hlast) = (
+        _mm256_set1_epi32(geo.w as i32 - 1),
+        _mm256_set1_epi32(geo.h as i32 - 1),
+    );
+    let (wi, three, ones) = (
+        _mm256_set1_epi32(geo.w as i32),
+        _mm256_set1_epi32(3),
+        _mm256_set1_epi32(1),
+    );
+    let byte = _mm256_set1_epi32(0xff);
+    let lane = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let steps = geo.w / 8;
+    let base = src.as_ptr().cast::<i32>();
+    let (mut rs, mut gs, mut bs) = ([0i32; 8], [0i32; 8], [0i32; 8]);
+    for y in 0..geo.h {
+        let dy = ps(y as f32 - geo.cy);
+        // Scalar order: c·dx − s·dy + cx and s·dx + c·dy + cy, left to right.
+        let sdy = _mm256_mul_ps(s, dy);
+        let cdy = _mm256_mul_ps(c, dy);
+        for step in 0..steps {
+            let x = step * 8;
+            let dx = _mm256_sub_ps(_mm256_add_ps(ps(x as f32), lane), cx);
+            let sx = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(c, dx), sdy), cx);
+            let sy = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(s, dx), cdy), cy);
+            let outside = _mm256_or_ps(
+                _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_LT_OQ>(sx, lo),
+                    _mm256_cmp_ps::<_CMP_LT_OQ>(sy, lo),
+                ),
+                _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(sx, hi_x),
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(sy, hi_y),
+                ),
+            );
+            let keep = !_mm256_movemask_ps(outside) & 0xff;
+            if keep == 0 {
+                continue;
+            }
+            let fx = _mm256_max_ps(_mm256_min_ps(sx, wmax), zero);
+            let fy = _mm256_max_ps(_mm256_min_ps(sy, hmax), zero);
+            let (flx, fly) = (_mm256_floor_ps(fx), _mm256_floor_ps(fy));
+            let (x0, y0) = (_mm256_cvttps_epi32(flx), _mm256_cvttps_epi32(fly));
+            let x1 = _mm256_min_epi32(_mm256_add_epi32(x0, ones), wlast);
+            let y1 = _mm256_min_epi32(_mm256_add_epi32(y0, ones), hlast);
+            let (ax, ay) = (_mm256_sub_ps(fx, flx), _mm256_sub_ps(fy, fly));
+            let (r0, r1) = (_mm256_mullo_epi32(y0, wi), _mm256_mullo_epi32(y1, wi));
+            let at = |r: __m256i, x: __m256i| _mm256_mullo_epi32(_mm256_add_epi32(r, x), three);
+            // Offsets of pixels kept are inside the image; others are clamped too, so every
+            // gather stays within the padded buffer.
+            // SAFETY: offsets ≤ (w·h − 1)·3 and each gather reads 4 bytes of w·h·3 + 4.
+            let (t00, t10, t01, t11) = unsafe {
+                (
+                    _mm256_i32gather_epi32::<1>(base, at(r0, x0)),
+                    _mm256_i32gather_epi32::<1>(base, at(r0, x1)),
+                    _mm256_i32gather_epi32::<1>(base, at(r1, x0)),
+                    _mm256_i32gather_epi32::<1>(base, at(r1, x1)),
+                )
+            };
+            let (nax, nay) = (_mm256_sub_ps(one, ax), _mm256_sub_ps(one, ay));
+            let channel = |shift: i32| {
+                let p = |t: __m256i| {
+                    let v = match shift {
+                        0 => t,
+                        8 => _mm256_srli_epi32::<8>(t),
+                        _ => _mm256_srli_epi32::<16>(t),
+                    };
+                    _mm256_cvtepi32_ps(_mm256_and_si256(v, byte))
+                };
+                let top = _mm256_add_ps(_mm256_mul_ps(p(t00), nax), _mm256_mul_ps(p(t10), ax));
+                let bottom = _mm256_add_ps(_mm256_mul_ps(p(t01), nax), _mm256_mul_ps(p(t11), ax));
+                let v = _mm256_add_ps(_mm256_mul_ps(top, nay), _mm256_mul_ps(bottom, ay));
+                // round half away from zero for v ≥ 0, as `round_non_negative`.
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+                let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_sub_ps(v, t), half);
+                let r = _mm256_blendv_ps(t, _mm256_add_ps(t, one), up);
+                _mm256_cvttps_epi32(_mm256_max_ps(_mm256_min_ps(r, max8), zero))
+            };
+            // SAFETY: each array is 8 i32 = 256 bits.
+            unsafe {
+                _mm256_storeu_si256(rs.as_mut_ptr().cast(), channel(0));
+                _mm256_storeu_si256(gs.as_mut_ptr().cast(), channel(8));
+                _mm256_storeu_si256(bs.as_mut_ptr().cast(), channel(16));
+            }
+            let row = (y * geo.w + x) * 3;
+            for i in 0..8 {
+                if keep & (1 << i) != 0 {
+                    let o = row + i * 3;
+                    out[o] = rs[i] as u8;
+                    out[o + 1] = gs[i] as u8;
+                    out[o + 2] = bs[i] as u8;
+                }
+            }
+        }
+        geo.row_scalar(src, out, y, steps * 8);
+    }
 }
 
 #[cfg(test)]
@@ -445,7 +596,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn rotation_equals_reference(w in 1u32..40, h in 1u32..40, degrees in -180.0f32..180.0, seed in 0u32..1000) {
+        fn rotation_equals_reference(w in 1u32..70, h in 1u32..50, degrees in -180.0f32..180.0, seed in 0u32..1000) {
             let img = RgbImage::from_fn(w, h, |x, y| {
                 let v = (x * 31 + y * 17 + seed * 7) as u8;
                 Rgb([v, v.wrapping_mul(3), v ^ 0x5a])
