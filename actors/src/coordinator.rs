@@ -19,6 +19,14 @@
 //! background on a sample, then every partition rebuilds its shard. The same fit publishes the
 //! localisation prototypes (k-means centroids of the sample; below the fit threshold, the sample
 //! itself, refreshed whenever the catalogue grows) in the routing table.
+//!
+//! With a data folder every checkpoint also writes that model state (encoder with its
+//! generation and fit size, prototypes, category centroids: [`crate::durability::model`]), and
+//! boot restores it before spawning the partitions: they build their binary shards from the
+//! recovered items with the stored encoder, the table publishes prototypes and centroids at
+//! once, generations continue from the stored one, and the next refit is due only once the
+//! catalogue has grown by `refit_growth` from the stored fit size. A model file that cannot be
+//! used is reported and the encoder is refitted as on a first boot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -32,6 +40,7 @@ use vsa_index::{Encoder, EncoderConfig};
 use vsa_models::Prototypes;
 
 use crate::durability::manifest::{self, Checkpoint, CheckpointManifest, ShardSnapshot};
+use crate::durability::model::{self as model_file, ModelState, StoredEncoder};
 use crate::durability::record::{DiskItem, WalOp, WalRecord, encode_record};
 use crate::durability::recovery::{self, Recovered};
 use crate::durability::wal::{AppendAck, WalStats, WalWriter};
@@ -140,6 +149,9 @@ pub struct RoutingTable {
     pub wal: Option<Arc<WalStats>>,
     /// Sequence number of the newest checkpoint (0: none yet).
     pub checkpoint_seq: u64,
+    /// Encoder fits finished since this coordinator started (0 after a boot that restored the
+    /// stored encoder and did not need to refit).
+    pub encoder_fits: u64,
 }
 
 impl RoutingTable {
@@ -186,6 +198,26 @@ pub struct CoordinatorArguments {
     pub storage: StorageConfig,
     /// Where partition failures are recorded (by shard name) for the console.
     pub failures: crate::supervisor::FailureLog,
+    /// Embedding size of the model loaded now: a stored model state made for another size is
+    /// not restored (`None`: checked against the recovered items instead).
+    pub embedding_dim: Option<usize>,
+}
+
+/// The coordinator's model bookkeeping ([`CoordinatorMessage::ModelInfo`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Generation of the current encoder (0: none fitted or restored).
+    pub generation: u64,
+    /// Catalogue size the current encoder was fitted at.
+    pub fitted_at: u64,
+    /// Catalogue size the current prototypes were computed at.
+    pub prototypes_at: u64,
+    /// Encoder fits started since this coordinator started.
+    pub fits_started: u64,
+    /// Encoder fits finished since this coordinator started.
+    pub fits_done: u64,
+    /// The model state was restored from a checkpoint's model file at boot.
+    pub restored: bool,
 }
 
 /// Answer to a write: its outcome, or why it was not accepted (nothing applied).
@@ -229,6 +261,8 @@ pub enum CoordinatorMessage {
     StagingExported(u64, Result<Vec<Arc<ItemRecord>>, String>),
     /// A staged category's new shards loaded one export.
     StagingLoaded(u64),
+    /// The model bookkeeping (encoder generation, fit counters).
+    ModelInfo(RpcReplyPort<ModelInfo>),
 }
 
 /// Answer to a rebalance command: `(message, JSON payload)`, or why it was refused.
@@ -283,6 +317,10 @@ struct Storage {
     wal: WalWriter,
     manifest: CheckpointManifest,
     checkpointing: bool,
+    /// [`CoordinatorState::model_version`] the newest checkpoint's model file holds.
+    model_saved: u64,
+    /// The version the running checkpoint writes (None: it writes no model file).
+    model_writing: Option<u64>,
     log_bytes_since: u64,
     writes_since: u64,
     last_checkpoint: Instant,
@@ -310,9 +348,34 @@ pub struct CoordinatorState {
     status: RebalanceStatusInfo,
     staging_generation: u64,
     failures: crate::supervisor::FailureLog,
+    embedding_dim: Option<usize>,
+    /// Encoder fits started / finished since start.
+    fits_started: u64,
+    fits_done: u64,
+    /// Bumped whenever a fit changes the model state (what a checkpoint's model file holds).
+    model_version: u64,
+    /// The model state came from a model file at boot.
+    model_restored: bool,
 }
 
 impl CoordinatorState {
+    /// The model state in force now, as a checkpoint stores it.
+    fn model_state(&self) -> ModelState {
+        ModelState {
+            encoder: self.table.encoder.as_ref().map(|eg| StoredEncoder {
+                generation: eg.generation,
+                fitted_at: self.fitted_at as u64,
+                encoder: eg.encoder.clone(),
+            }),
+            prototypes: self
+                .table
+                .prototypes
+                .clone()
+                .map(|p| (p, self.prototypes_at as u64)),
+            centroids: self.table.centroids.clone(),
+        }
+    }
+
     /// Appends a write to the log (when durable); `Ok(None)` without a data folder.
     fn log(&mut self, seq: u64, op: WalOp) -> Result<Option<AppendAck>, EngineError> {
         let Some(storage) = &mut self.storage else {
@@ -465,6 +528,11 @@ impl Actor for Coordinator {
             status: RebalanceStatusInfo::default(),
             staging_generation: 0,
             failures: args.failures,
+            embedding_dim: args.embedding_dim,
+            fits_started: 0,
+            fits_done: 0,
+            model_version: 0,
+            model_restored: false,
         };
         state.table.epoch = state.routing.borrow().epoch;
         if let Some(dir) = args.storage.dir.clone() {
@@ -642,6 +710,9 @@ impl Actor for Coordinator {
                 items,
             }) => {
                 state.fitting = false;
+                if centroids.is_some() || prototypes.is_some() || encoder.is_some() {
+                    state.model_version += 1;
+                }
                 if centroids.is_some() {
                     state.table.centroids = centroids;
                 }
@@ -653,6 +724,8 @@ impl Actor for Coordinator {
                 if let Some(encoder) = encoder {
                     state.generation += 1;
                     state.fitted_at = items;
+                    state.fits_done += 1;
+                    state.table.encoder_fits = state.fits_done;
                     let eg = EncoderGen {
                         generation: state.generation,
                         encoder,
@@ -686,6 +759,16 @@ impl Actor for Coordinator {
             }
             CoordinatorMessage::ItemCount(reply) => {
                 let _ = reply.send(state.directory.len() as u64);
+            }
+            CoordinatorMessage::ModelInfo(reply) => {
+                let _ = reply.send(ModelInfo {
+                    generation: state.table.encoder.as_ref().map_or(0, |e| e.generation),
+                    fitted_at: state.fitted_at as u64,
+                    prototypes_at: state.prototypes_at as u64,
+                    fits_started: state.fits_started,
+                    fits_done: state.fits_done,
+                    restored: state.model_restored,
+                });
             }
             CoordinatorMessage::RecoverShard(category, shard) => {
                 start_shard_recovery(&myself, state, category, shard);
@@ -764,8 +847,11 @@ impl Actor for Coordinator {
                 if let Some(st) = &state.storage {
                     let by_size = st.config.checkpoint_log_bytes > 0
                         && st.log_bytes_since >= st.config.checkpoint_log_bytes;
+                    // A refit since the last checkpoint is worth one too (a model-only one when
+                    // nothing was written), so the next boot need not refit.
+                    let model_changed = st.model_saved != state.model_version;
                     let by_time = st.config.checkpoint_interval_s > 0
-                        && st.writes_since > 0
+                        && (st.writes_since > 0 || model_changed)
                         && st.last_checkpoint.elapsed()
                             >= Duration::from_secs(st.config.checkpoint_interval_s);
                     if !st.checkpointing && (by_size || by_time) {
@@ -953,7 +1039,30 @@ async fn boot_recovery(
         "recovered the catalogue"
     );
     state.seq = recovered.last_seq;
-    state.table.recovery_report = Arc::new(recovered.skipped.clone());
+    let mut report = recovered.skipped.clone();
+    // The model state of the newest usable checkpoint, before any partition is spawned.
+    let expected_dim = state.embedding_dim.or_else(|| {
+        recovered
+            .shards
+            .values()
+            .flatten()
+            .next()
+            .map(|r| r.embedding.len())
+    });
+    let d = dir.clone();
+    let manifest_read = recovered.manifest.clone();
+    let (model, lines) =
+        tokio::task::spawn_blocking(move || load_model_state(&d, &manifest_read, expected_dim))
+            .await
+            .map_err(|e| format!("reading the model state panicked: {e}"))?;
+    for line in &lines {
+        tracing::warn!("recovery: {line}");
+    }
+    report.extend(lines);
+    if let Some((file, m)) = model {
+        restore_model(state, &file, m);
+    }
+    state.table.recovery_report = Arc::new(report);
     state.table.checkpoint_seq = recovered.manifest.checkpoints.last().map_or(0, |c| c.seq);
     let n = state.config.shards_per_category.max(1);
     let mut by_category: BTreeMap<String, BTreeMap<usize, Vec<ItemRecord>>> = BTreeMap::new();
@@ -964,24 +1073,55 @@ async fn boot_recovery(
             .or_default()
             .insert(shard as usize, items);
     }
+    let mut spawns = Vec::new();
     for (category, mut shards) in by_category {
         let count = match layouts.get(&category) {
             // A rebalance set this category's shard count.
             Some(m) => (*m as usize).max(shards.keys().max().map_or(0, |k| k + 1)),
             None => shards.keys().max().map_or(n, |m| (m + 1).max(n)),
         };
-        let mut slots = Vec::with_capacity(count);
         for i in 0..count {
             let items = shards.remove(&i).unwrap_or_default();
             for r in &items {
                 state.directory.insert(r.id.clone(), (category.clone(), i));
             }
-            slots.push(
-                spawn_partition(myself.get_cell(), &state.config, &category, i, None, items)
-                    .await?,
-            );
+            spawns.push((category.clone(), i, items));
         }
-        state.table.categories.insert(category, slots);
+    }
+    // With a restored encoder every partition encodes its items while it starts: all at once.
+    let started_at = Instant::now();
+    let encoder = state.table.encoder.clone();
+    let index_config = &state.config;
+    let slots =
+        futures::future::join_all(
+            spawns.into_iter().map(|(category, i, items)| {
+                let supervisor = myself.get_cell();
+                let encoder = encoder.clone();
+                async move {
+                    spawn_partition(supervisor, index_config, &category, i, encoder, items).await
+                }
+            }),
+        )
+        .await;
+    for slot in slots {
+        let slot = slot?;
+        state
+            .table
+            .categories
+            .entry(slot.category.clone())
+            .or_default()
+            .push(slot);
+    }
+    for slots in state.table.categories.values_mut() {
+        slots.sort_by_key(|s| s.shard);
+    }
+    if let Some(eg) = &encoder {
+        tracing::info!(
+            generation = eg.generation,
+            items = state.directory.len(),
+            ms = started_at.elapsed().as_millis() as u64,
+            "partitions built their binary shards with the restored encoder"
+        );
     }
     let wal = WalWriter::start(&dir, &config, recovered.last_seq + 1)
         .map_err(|e| format!("opening the write-ahead log: {e}"))?;
@@ -992,11 +1132,86 @@ async fn boot_recovery(
         wal,
         manifest: recovered.manifest,
         checkpointing: false,
+        model_saved: state.model_version,
+        model_writing: None,
         log_bytes_since: 0,
         writes_since: 0,
         last_checkpoint: Instant::now(),
     });
     Ok(())
+}
+
+/// Reads the model state of the newest checkpoint that has a usable one (newest first; an
+/// older checkpoint's is as good a starting point, it only refits sooner). Returns it with
+/// its file name, and a report line for every model file that could not be used.
+fn load_model_state(
+    dir: &std::path::Path,
+    manifest: &CheckpointManifest,
+    expected_dim: Option<usize>,
+) -> (Option<(String, ModelState)>, Vec<String>) {
+    let snaps = manifest::snapshot_dir(dir);
+    let mut lines = Vec::new();
+    for checkpoint in manifest.checkpoints.iter().rev() {
+        let Some(file) = &checkpoint.model else {
+            continue;
+        };
+        let read = model_file::read(&snaps.join(file))
+            .and_then(|m| expected_dim.map_or(Ok(()), |d| m.check_dim(d)).map(|()| m));
+        match read {
+            Ok(m) => {
+                if !lines.is_empty() {
+                    lines.push(format!(
+                        "used the model state of the checkpoint at seq {} ({file}) instead",
+                        checkpoint.seq
+                    ));
+                }
+                return (Some((file.clone(), m)), lines);
+            }
+            Err(e) => lines.push(format!(
+                "model state {file} (checkpoint at seq {}) not used ({e})",
+                checkpoint.seq
+            )),
+        }
+    }
+    if !lines.is_empty() {
+        lines.push(
+            "no usable model state: the encoder is refitted in the background (exact search \
+             until then)"
+                .into(),
+        );
+    }
+    (None, lines)
+}
+
+/// Puts a stored model state in force: the encoder (partitions are spawned with it), its
+/// generation and fit size (the next refit is due at `refit_growth` × that), prototypes and
+/// centroids.
+fn restore_model(state: &mut CoordinatorState, file: &str, m: ModelState) {
+    let generation = m.encoder.as_ref().map(|e| e.generation.max(1));
+    if let Some(e) = m.encoder {
+        state.generation = e.generation.max(1);
+        state.fitted_at = usize::try_from(e.fitted_at).unwrap_or(usize::MAX);
+        state.table.encoder = Some(EncoderGen {
+            generation: state.generation,
+            encoder: e.encoder,
+        });
+    }
+    let prototypes = m.prototypes.as_ref().map_or(0, |(p, _)| p.len());
+    if let Some((p, at)) = m.prototypes {
+        state.prototypes_at = usize::try_from(at).unwrap_or(usize::MAX);
+        state.table.prototypes = Some(p);
+    }
+    let centroids = m.centroids.as_ref().map_or(0, |c| c.len());
+    state.table.centroids = m.centroids;
+    state.model_restored = true;
+    tracing::info!(
+        file,
+        generation = generation.unwrap_or(0),
+        fitted_at = state.fitted_at,
+        prototypes,
+        centroids,
+        "restored the model state of the checkpoint"
+    );
 }
 
 /// Rebuilds one failed shard in the background: wait until the log holds every write routed
@@ -1044,6 +1259,8 @@ fn start_checkpoint(
     };
     let seq = state.seq;
     let recovering = state.table.slots().any(|s| s.recovering);
+    let model = state.model_state();
+    let model_version = state.model_version;
     let Some(storage) = &mut state.storage else {
         return refuse(reply, "no data folder: nothing is persisted".into());
     };
@@ -1056,26 +1273,40 @@ fn start_checkpoint(
             "a shard is being recovered; try again shortly".into(),
         );
     }
-    if storage
-        .manifest
-        .checkpoints
-        .last()
-        .is_some_and(|c| c.seq == seq)
-    {
-        if let Some(r) = reply {
-            let _ = r.send(Ok(format!(
-                "nothing written since the snapshot at seq {seq}"
-            )));
+    if let Some(last) = storage.manifest.checkpoints.last().filter(|c| c.seq == seq) {
+        if storage.model_saved == model_version || model.is_empty() {
+            if let Some(r) = reply {
+                let _ = r.send(Ok(format!(
+                    "nothing written since the snapshot at seq {seq}"
+                )));
+            }
+            return;
         }
+        // No writes, but a fit since: the same checkpoint with the new model state.
+        storage.checkpointing = true;
+        storage.model_writing = Some(model_version);
+        storage.last_checkpoint = Instant::now();
+        let mut checkpoint = last.clone();
+        let path = manifest::snapshot_dir(&storage.dir).join(model_file::file_name(seq));
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = write_model_file(path, model).await.map(|file| {
+                checkpoint.model = Some(file);
+                checkpoint
+            });
+            let _ = me.send_message(CoordinatorMessage::CheckpointDone(result, reply));
+        });
         return;
     }
     storage.checkpointing = true;
+    storage.model_writing = (!model.is_empty()).then_some(model_version);
     storage.log_bytes_since = 0;
     storage.writes_since = 0;
     storage.last_checkpoint = Instant::now();
     // New writes go to a new segment, so the old ones can be deleted once covered.
     let rotated = storage.wal.rotate();
     let snap_dir = manifest::snapshot_dir(&storage.dir);
+    let model_path = snap_dir.join(model_file::file_name(seq));
     let mb_s = storage.config.snapshot_mb_s;
     let mut waits = Vec::new();
     for (i, slot) in state.table.slots().enumerate() {
@@ -1120,14 +1351,27 @@ fn start_checkpoint(
                     bytes: written.bytes,
                 });
             }
+            // The items are safe; a model file that cannot be written only costs a refit at
+            // the next boot.
+            let model = if model.is_empty() {
+                None
+            } else {
+                write_model_file(model_path, model)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "the checkpoint goes without its model state")
+                    })
+                    .ok()
+            };
             tracing::info!(
                 seq,
                 shards = shards.len(),
                 items = shards.iter().map(|s| s.items).sum::<u64>(),
+                model = model.as_deref().unwrap_or("none"),
                 ms = started.elapsed().as_millis() as u64,
                 "snapshots written"
             );
-            Ok(Checkpoint { seq, shards })
+            Ok(Checkpoint { seq, shards, model })
         }
         .await;
         let _ = me.send_message(CoordinatorMessage::CheckpointDone(result, reply));
@@ -1144,10 +1388,15 @@ fn finish_checkpoint(
         return Err("no data folder".into());
     };
     storage.checkpointing = false;
+    let writing = storage.model_writing.take();
     let checkpoint = result.inspect_err(|e| tracing::error!(error = %e, "snapshot failed"))?;
     let mut m = storage.manifest.clone();
     m.version = manifest::MANIFEST_VERSION;
-    m.checkpoints.push(checkpoint.clone());
+    match m.checkpoints.last_mut() {
+        // A model-only checkpoint: the same snapshots, a newer model state.
+        Some(last) if last.seq == checkpoint.seq => *last = checkpoint.clone(),
+        _ => m.checkpoints.push(checkpoint.clone()),
+    }
     while m.checkpoints.len() > manifest::KEPT {
         m.checkpoints.remove(0);
     }
@@ -1156,6 +1405,11 @@ fn finish_checkpoint(
         e.to_string()
     })?;
     storage.manifest = m;
+    if let Some(v) = writing
+        && checkpoint.model.is_some()
+    {
+        storage.model_saved = v;
+    }
     state.table.checkpoint_seq = checkpoint.seq;
     if let Some(oldest) = storage.manifest.checkpoints.first() {
         let _ = storage.wal.truncate_through(oldest.seq);
@@ -1164,14 +1418,19 @@ fn finish_checkpoint(
         .manifest
         .checkpoints
         .iter()
-        .flat_map(|c| c.shards.iter().map(|s| s.file.as_str()))
+        .flat_map(|c| {
+            c.shards
+                .iter()
+                .map(|s| s.file.as_str())
+                .chain(c.model.as_deref())
+        })
         .collect();
     let snap_dir = manifest::snapshot_dir(&storage.dir);
     if let Ok(entries) = std::fs::read_dir(&snap_dir) {
         for e in entries.flatten() {
             let name = e.file_name();
             if let Some(name) = name.to_str()
-                && name.starts_with("snap-")
+                && (name.starts_with("snap-") || name.starts_with("model-"))
                 && !keep.contains(name)
             {
                 let _ = std::fs::remove_file(e.path());
@@ -1180,11 +1439,30 @@ fn finish_checkpoint(
     }
     let items: u64 = checkpoint.shards.iter().map(|s| s.items).sum();
     let bytes: u64 = checkpoint.shards.iter().map(|s| s.bytes).sum();
+    let model = match (&checkpoint.model, writing) {
+        (Some(f), _) => format!(", model state {f}"),
+        (None, Some(_)) => ", model state not written (see the log)".to_string(),
+        (None, None) => String::new(),
+    };
     Ok(format!(
-        "snapshot at seq {}: {} shards, {items} items, {bytes} bytes",
+        "snapshot at seq {}: {} shards, {items} items, {bytes} bytes{model}",
         checkpoint.seq,
         checkpoint.shards.len()
     ))
+}
+
+/// Writes a checkpoint's model file on a blocking thread; returns its name.
+async fn write_model_file(path: PathBuf, model: ModelState) -> Result<String, String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let written = tokio::task::spawn_blocking(move || model_file::write(&path, &model))
+        .await
+        .map_err(|e| format!("writing the model state panicked: {e}"))?;
+    written.map_err(|e| format!("writing the model state: {e}"))?;
+    Ok(name)
 }
 
 /// Starts a background fit when the catalogue crossed the threshold or grew enough (encoder
@@ -1204,6 +1482,9 @@ fn maybe_fit(myself: &ActorRef<CoordinatorMessage>, state: &mut CoordinatorState
         return;
     }
     state.fitting = true;
+    if encoder_due {
+        state.fits_started += 1;
+    }
     let slots: Vec<PartitionSlot> = state.table.slots().cloned().collect();
     let config = state.config.clone();
     let me = myself.clone();

@@ -248,6 +248,7 @@ impl Engine {
                 routing: routing_tx,
                 storage: config.storage.clone(),
                 failures: failures.clone(),
+                embedding_dim: Some(manifest.outputs.embedding_dim),
             },
             coordinator_ref: coord_tx,
             restarts: restarts.clone(),
@@ -1209,6 +1210,17 @@ impl Engine {
                 .map_err(EngineError::Unavailable)?;
         }
         Ok(())
+    }
+
+    /// The binary encoder in force: `(generation, encoder fits finished since boot)`;
+    /// generation 0 while none is fitted (exact search). After a restart that restored the
+    /// checkpoint's model state the generation is the stored one and no fit has run.
+    pub fn encoder_state(&self) -> (u64, u64) {
+        let routing = self.inner.routing.borrow();
+        (
+            routing.encoder.as_ref().map_or(0, |e| e.generation),
+            routing.encoder_fits,
+        )
     }
 
     /// Statistics of every part.

@@ -220,13 +220,26 @@ async fn metrics(state: State, req: HttpRequest) -> HttpResponse {
             let t = crate::server::telemetry(&shared, None).await;
             let clicks = shared.engine.click_stats(0).await.ok();
             let wal = shared.engine.wal_stats();
-            (t, clicks, wal)
+            let encoder = shared.engine.encoder_state();
+            (t, clicks, wal, encoder)
         })
         .await;
-    let Ok((t, clicks, wal)) = gathered else {
+    let Ok((t, clicks, wal, (generation, fits))) = gathered else {
         return error(ErrorCode::Internal, "gathering metrics failed");
     };
     let mut out = render_metrics(&t);
+    gauge(
+        &mut out,
+        "vsa_encoder_generation",
+        "Generation of the binary encoder in force (0: none yet, searches are exact); a restart continues from the checkpoint's.",
+        generation as f64,
+    );
+    counter(
+        &mut out,
+        "vsa_encoder_fits_total",
+        "Encoder fits finished since the server started (none after a restart that restored the checkpoint's model state).",
+        fits as f64,
+    );
     if let Some(w) = wal {
         use std::sync::atomic::Ordering::Relaxed;
         let secs = w.sync_micros.load(Relaxed) as f64 / 1e6;

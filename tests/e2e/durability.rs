@@ -1,5 +1,6 @@
 //! Durability, tested as an operator meets it: the real `vsa serve` over TCP, killed with
-//! `kill -9`, its shards panicked under load, its files damaged on disk.
+//! `kill -9`, its shards panicked under load, its files damaged on disk, restarted with the
+//! binary encoder its last checkpoint wrote.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use vsa_protocol::{
     AdminAction, BlockingClient, HealthState, QueryInput, Scope, SearchRequest, SearchResponse,
 };
 
+use crate::support::http::request;
 use crate::support::{ADMIN_TOKEN, Server, TempDir, category_of, embedding, item, vsa, wait_until};
 
 /// The item a search for `n`'s own embedding finds first.
@@ -417,4 +419,76 @@ fn a_damaged_log_tail_and_snapshot_are_reported_and_skipped() {
         "only the cut write (item 500) is gone"
     );
     assert!(server.stderr().contains("torn"));
+}
+
+/// One unlabelled sample of the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let r = request(server.http.expect("http side"), "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// `(id, score, used the binary index)` of an explained search for `n`'s embedding.
+fn explained(client: &mut BlockingClient, n: u64) -> Vec<(String, f32, bool)> {
+    let mut req = SearchRequest::new(QueryInput::Embedding(embedding(n)), 5);
+    req.options.scope = Some(Scope::All);
+    req.options.explain = true;
+    let r = client.search(req).expect("search");
+    r.hits
+        .into_iter()
+        .map(|h| {
+            let binary = h.components.iter().any(|(k, _)| k == "hamming");
+            (h.id, h.score, binary)
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_keeps_the_binary_encoder_of_the_last_checkpoint() {
+    // Fitted at 8 items; 12 stay below the refit at 16.
+    const CONFIG: &str = "[server]\nhttp_listen = \"127.0.0.1:0\"\n[index]\nfit_threshold = 8\n";
+    let dir = TempDir::new("model-state");
+    let mut server = Server::start_in(dir.path(), CONFIG);
+    let mut client = server.client();
+    for n in 0..12 {
+        client.upsert(item(n, category_of(n))).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &server,
+            "vsa_encoder_generation"
+        ) == 1.0
+            && explained(&mut client, 3).iter().all(|h| h.2)),
+        "the encoder was not fitted:\n{}",
+        server.stderr()
+    );
+    let before = explained(&mut client, 3);
+    assert_eq!(before.first().map(|h| h.0.as_str()), Some("item-00003"));
+    let snap = client.admin(AdminAction::Snapshot).unwrap();
+    assert!(snap.message.contains("model state"), "{}", snap.message);
+    // One write after the checkpoint: replayed from the log, encoded with the stored encoder.
+    client.upsert(item(12, category_of(12))).unwrap();
+    drop(client);
+    assert!(server.terminate().success());
+
+    let server = Server::start_in(dir.path(), CONFIG);
+    // At once: the stored generation, no fit since start, binary search with the same answer.
+    assert_eq!(metric(&server, "vsa_encoder_generation"), 1.0);
+    assert_eq!(metric(&server, "vsa_encoder_fits_total"), 0.0);
+    let mut client = server.client();
+    assert_eq!(items(&mut client), 13);
+    assert_eq!(explained(&mut client, 3), before);
+    let own = explained(&mut client, 12);
+    assert_eq!(
+        own.first().map(|h| (h.0.as_str(), h.2)),
+        Some(("item-00012", true))
+    );
+    let log = server.stderr();
+    assert!(
+        log.contains("restored the model state") && !log.contains("encoder trained"),
+        "{log}"
+    );
 }

@@ -27,6 +27,12 @@ pub struct Checkpoint {
     pub seq: u64,
     /// One snapshot per shard that existed.
     pub shards: Vec<ShardSnapshot>,
+    /// The model state in force at `seq` (file name inside `snapshots/`, see
+    /// [`super::model`]); `None` when nothing was fitted yet, its write failed, or the
+    /// manifest predates model files (they load unchanged: the field is optional, so
+    /// [`MANIFEST_VERSION`] stays 1 and older builds ignore it).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// One shard's snapshot file.

@@ -8,7 +8,9 @@
 //! data_dir/
 //!   wal/wal-<first seq>.log       records: [len u32][crc32 u32][bincode WalRecord]
 //!   snapshots/snap-<seq>-<n>.snap one per shard per checkpoint (versioned, CRC per item)
-//!   MANIFEST.json                 the last two checkpoints: seq covered, shard → file
+//!   snapshots/model-<seq>.bin     the model state of a checkpoint: encoder, prototypes,
+//!                                 category centroids (versioned, CRC per part)
+//!   MANIFEST.json                 the last two checkpoints: seq covered, shard → file, model file
 //! ```
 //!
 //! A checkpoint snapshots every shard as of one sequence number `S` (the coordinator sends the
@@ -19,8 +21,15 @@
 //! Recovery (boot, or one shard after a panic): load the newest readable snapshot of each
 //! shard, then replay the log records after it that touch that shard. A torn or corrupt log
 //! tail is detected by its length/CRC, reported, cut off and moved aside; replay stops there.
+//!
+//! A checkpoint also writes the catalogue-side model state in force when it was taken
+//! ([`model`]): at boot the coordinator restores it before spawning the partitions, so they
+//! build their binary shards from the recovered items at once and nothing is refitted until
+//! the catalogue has grown enough. A model file that cannot be used (missing, corrupt, made
+//! for another embedding size) only costs a refit, never items.
 
 pub mod manifest;
+pub mod model;
 pub mod record;
 pub mod recovery;
 pub mod snapshot;
@@ -106,6 +115,10 @@ pub enum DurabilityError {
     /// Bytes on disk are not what was written (CRC, length, magic, version, decode).
     #[error("{0}")]
     Corrupt(String),
+    /// Bytes that decode but do not fit what runs now (e.g. a model state made for another
+    /// embedding size).
+    #[error("incompatible: {0}")]
+    Incompatible(String),
     /// A record could not be encoded.
     #[error("cannot encode: {0}")]
     Encode(String),

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::manifest::{self, Checkpoint, CheckpointManifest, ShardSnapshot};
+use super::model::{self, ModelState, StoredEncoder};
 use super::record::{WalOp, WalRecord, decode_records, encode_record};
 use super::recovery::{recover, recover_shard};
 use super::snapshot::{self, SnapshotHeader};
 use super::wal::{ReplayReport, SegmentEnd, WalWriter, replay, scan_segment, segments, wal_dir};
-use super::{DiskItem, FsyncPolicy, StorageConfig};
+use super::{DiskItem, DurabilityError, FsyncPolicy, StorageConfig};
 use crate::store::ItemRecord;
 
 struct Dir(PathBuf);
@@ -234,7 +235,11 @@ fn recovery_falls_back_to_the_previous_checkpoint() {
                 bytes,
             });
         }
-        m.checkpoints.push(Checkpoint { seq, shards });
+        m.checkpoints.push(Checkpoint {
+            seq,
+            shards,
+            model: None,
+        });
     }
     manifest::store(d, &m).expect("manifest");
 
@@ -271,6 +276,110 @@ fn recovery_falls_back_to_the_previous_checkpoint() {
         .collect();
     assert_eq!(ids0.len(), 12, "{ids0:?}");
     assert!(!ids0.contains(&"i26"));
+}
+
+/// A small model state: an encoder of 288-d embeddings, three prototypes, two centroids.
+fn model_state() -> ModelState {
+    const D: usize = 288;
+    let vector = |n: u64| -> Vec<f32> {
+        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..D)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let sample: Vec<f32> = (0..40).flat_map(vector).collect();
+    let encoder = vsa_index::Encoder::train(
+        &sample,
+        D,
+        &vsa_index::EncoderConfig {
+            dims: 16,
+            itq_iterations: 2,
+            ..vsa_index::EncoderConfig::default()
+        },
+    )
+    .expect("encoder trains");
+    let rows: Vec<Vec<f32>> = (0..3).map(vector).collect();
+    ModelState {
+        encoder: Some(StoredEncoder {
+            generation: 7,
+            fitted_at: 4096,
+            encoder: Arc::new(encoder),
+        }),
+        prototypes: Some((Arc::new(vsa_models::Prototypes::from_rows(&rows, D)), 4000)),
+        centroids: Some(Arc::new(vec![
+            ("a".into(), vector(10)),
+            ("b".into(), vector(11)),
+        ])),
+    }
+}
+
+#[test]
+fn model_files_round_trip_and_damage_is_detected() {
+    let dir = Dir::new("model");
+    let state = model_state();
+    let path = dir.path().join(model::file_name(12));
+    let size = model::write(&path, &state).expect("write");
+    assert_eq!(size, std::fs::metadata(&path).expect("written").len());
+    assert_eq!(model::read(&path).expect("read"), state);
+    assert!(state.check_dim(288).is_ok());
+    let e = state.check_dim(1280).expect_err("other size");
+    assert!(matches!(e, DurabilityError::Incompatible(_)), "{e}");
+    // Each part is optional.
+    let bare = ModelState {
+        encoder: None,
+        prototypes: None,
+        centroids: state.centroids.clone(),
+    };
+    assert_eq!(
+        model::decode(&model::encode(&bare).expect("encode")).expect("decode"),
+        bare
+    );
+    let bytes = std::fs::read(&path).expect("bytes");
+    assert!(model::decode(&bytes[..bytes.len() - 1]).is_err());
+    let mut extra = bytes.clone();
+    extra.push(0);
+    assert!(model::decode(&extra).is_err());
+    // A flipped bit anywhere after the magic fails a CRC, a length or the version.
+    for at in [12, 20, bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x08;
+        let e = model::decode(&bad).expect_err("damaged");
+        assert!(matches!(e, DurabilityError::Corrupt(_)), "byte {at}: {e}");
+    }
+    let mut version = bytes.clone();
+    version[8] = 9;
+    let e = model::decode(&version).expect_err("other version");
+    assert!(e.to_string().contains("version 9"), "{e}");
+    assert!(model::read(&dir.path().join("missing.bin")).is_err());
+}
+
+#[test]
+fn an_old_manifest_without_model_files_loads() {
+    let dir = Dir::new("old-manifest");
+    // Exactly what a build before model files wrote.
+    let old = r#"{
+  "version": 1,
+  "checkpoints": [
+    { "seq": 10, "shards": [ { "category": "c", "shard": 0, "file": "snap-10-0.snap", "items": 3, "bytes": 200 } ] }
+  ]
+}"#;
+    std::fs::write(manifest::manifest_path(dir.path()), old).expect("write");
+    let m = manifest::load(dir.path()).expect("loads").expect("present");
+    assert_eq!(m.version, manifest::MANIFEST_VERSION);
+    assert_eq!(m.checkpoints.len(), 1);
+    assert_eq!(m.checkpoints[0].seq, 10);
+    assert_eq!(m.checkpoints[0].model, None);
+    // And what this build writes names the model file; a build that does not know the field
+    // ignores it (no `deny_unknown_fields`), so the version stays.
+    let mut new = m.clone();
+    new.checkpoints[0].model = Some(model::file_name(10));
+    manifest::store(dir.path(), &new).expect("store");
+    assert_eq!(manifest::load(dir.path()).expect("loads"), Some(new));
 }
 
 proptest! {
@@ -349,4 +458,32 @@ proptest! {
         }
         let _ = snapshot::decode(&junk);
     }
+
+    /// And for model files.
+    #[test]
+    fn model_decode_survives_mutations(
+        cut in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        junk in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let bytes = MODEL_BYTES.get_or_init(|| model::encode(&model_state()).expect("encode"));
+        let mut bytes = bytes.clone();
+        for (at, x) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        let cut = cut.index(bytes.len() + 1);
+        let full = cut == bytes.len();
+        bytes.truncate(cut);
+        let r = model::decode(&bytes);
+        if flips.iter().all(|(_, x)| *x == 0) && full {
+            prop_assert!(r.is_ok());
+        } else if !full {
+            prop_assert!(r.is_err());
+        }
+        let _ = model::decode(&junk);
+    }
 }
+
+/// Encoded once: training the encoder per case would dominate the property test.
+static MODEL_BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
