@@ -114,12 +114,14 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// For measuring tools (eval) that must not lose a query to `busy`: the server refuses
     /// extra searches at once (admission control), so a retry costs it almost nothing; 50 ms
-    /// doubling to 250 ms, 60 retries (about 14 s).
+    /// doubling to 250 ms, 1200 retries (about 5 minutes: retries are not queued, so with 8
+    /// clients on 2 model workers one query can lose the race many times in a row; 60 retries
+    /// lost one query in 400 on a slow day).
     pub fn patient() -> RetryPolicy {
         RetryPolicy {
             first: Duration::from_millis(50),
             max_delay: Duration::from_millis(250),
-            max_retries: 60,
+            max_retries: 1200,
         }
     }
 
