@@ -137,16 +137,7 @@ fn bandwidth(c: &mut Criterion) {
         let data: Vec<u64> = (0..words as u64).collect();
         g.throughput(Throughput::Bytes((words * 8) as u64));
         g.bench_function(format!("sum_{mib}MiB"), |b| {
-            b.iter(|| {
-                // Eight independent sums so the loop is load-bound, not add-latency-bound.
-                let mut acc = [0u64; 8];
-                for ch in data.chunks_exact(8) {
-                    for i in 0..8 {
-                        acc[i] = acc[i].wrapping_add(ch[i]);
-                    }
-                }
-                black_box(acc)
-            })
+            b.iter(|| black_box(vsa_benches::read_sum(&data)))
         });
     }
     g.finish();

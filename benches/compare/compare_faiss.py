@@ -27,12 +27,20 @@ vham = np.fromfile(f"{out}/vsa_hamming_k100.bin", dtype=np.uint32).reshape(nq, 1
 rows = []  # (system, setting, ms/query, QPS, note)
 
 
-def timed(fn, reps):
+PASSES = int(os.environ.get("PASSES", "3"))
+
+
+def timed(fn, reps, passes=PASSES):
+    """ms per call: the fastest of `passes` passes over `reps` calls (vsa's index_compare
+    times the same way), so a burst of load on the shared cores spoils one pass, not the row."""
     fn(0)
-    t = time.perf_counter()
-    for i in range(reps):
-        fn(i)
-    return (time.perf_counter() - t) * 1000 / reps
+    best = float("inf")
+    for _ in range(passes):
+        t = time.perf_counter()
+        for i in range(reps):
+            fn(i)
+        best = min(best, (time.perf_counter() - t) * 1000 / reps)
+    return best
 
 
 def recall(ids, truth):
@@ -68,7 +76,7 @@ for s in range(0, n, 100_000):
 for threads in (1, 2):
     faiss.omp_set_num_threads(threads)
     reps = min(nq, 20)
-    ms = timed(lambda i: flat.search(queries[i : i + 1], 10), reps)
+    ms = timed(lambda i: flat.search(queries[i : i + 1], 10), reps, 1)
     rows.append(("faiss IndexFlatIP (exact)", f"{D}-d, k=10, {threads}T", ms, ""))
 _, fids = flat.search(queries, 10)
 rows.append(("faiss IndexFlatIP (exact)", "recall@10 vs vsa's GEMM truth", float("nan"), f"{recall(fids, truth):.4f}"))

@@ -5,6 +5,7 @@
 # DIM 256 (default above 2M): the reduced vectors generated directly (10M × 1280 floats do not
 # fit in memory). Needs ~12 GiB RAM and ~6 GiB disk at 1M × 1280, ~17 GiB RAM and ~11 GiB disk
 # at 10M × 256. HNSW_N (default 1M; 0 skips it) sets how many items faiss's HNSW is built on.
+# SWEEP_N (default: all N; 0 skips it) sets the items of the code-length sweep (64–512 bits).
 # The real-embedding run needs the evalset at ../shared (beside the repository).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,8 @@ if [ ! -x benches/.venv/bin/python ]; then
   benches/.venv/bin/pip install -q faiss-cpu==1.15.1 numpy==2.3.5 onnxruntime==1.31.1 Pillow==12.0.0
 fi
 cargo build --release -q -p vsa-benches --bin index_compare
-"$CARGO_TARGET_DIR/release/index_compare" --n "$N" --queries "$Q" --dim "$DIM" --out "$OUT"
+"$CARGO_TARGET_DIR/release/index_compare" --n "$N" --queries "$Q" --dim "$DIM" --out "$OUT" \
+  ${SWEEP_N:+--sweep-n "$SWEEP_N"}
 benches/.venv/bin/python benches/compare/compare_faiss.py "$OUT"
 rm -f "$OUT/items.f32"
 if [ -f models/efficientnet_lite0.onnx ] && [ -d "$EVALSET/catalog" ] && [ "${REAL:-1}" = 1 ]; then
