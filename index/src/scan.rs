@@ -179,16 +179,21 @@ pub(crate) fn scan<const W: usize>(
         && queries.len() <= MAX_VECTORS
         && kernel.available::<W>()
     {
-        let (ptr, n) = (codes.as_ptr().cast::<u64>(), codes.len());
+        // The SIMD kernels take whole steps (8 or 4 codes); the rest goes to the portable loop.
+        let step = if kernel == Kernel::Avx512 { 8 } else { 4 };
+        let (full, rest) = codes.split_at(codes.len() / step * step);
+        let (ptr, n) = (full.as_ptr().cast::<u64>(), full.len());
         let qs = queries_w4(queries);
         // SAFETY: the kernel's CPU features were detected just above; W == 4 makes each code
-        // exactly four u64 words, so the flat pointer covers `n * 4` words.
+        // exactly four u64 words, so the flat pointer covers `n * 4` words, n a multiple of
+        // the kernel's step.
         unsafe {
             match kernel {
                 Kernel::Avx512 => avx512::scan_w4(ptr, n, base, qs, top, accept),
                 _ => avx2::scan_w4(ptr, n, base, qs, top, accept),
             }
         };
+        scan_portable(rest, base + n as u32, queries, top, accept);
         return;
     }
     let _ = kernel;
@@ -233,41 +238,6 @@ fn scan_portable<const W: usize>(
     }
 }
 
-/// The tail rows a SIMD kernel leaves (fewer than one step), scanned scalar.
-///
-/// # Safety
-/// `codes` must point at `n * 4` readable u64 words.
-#[cfg(target_arch = "x86_64")]
-unsafe fn scan_tail_w4(
-    codes: *const u64,
-    from: usize,
-    n: usize,
-    base: u32,
-    queries: &[[u64; 4]],
-    top: &mut TopR,
-    accept: &mut impl FnMut(u32) -> bool,
-) {
-    for i in from..n {
-        // SAFETY: i < n, so words i*4..i*4+4 are in bounds (the caller's contract).
-        let c: [u64; 4] = unsafe {
-            [
-                *codes.add(i * 4),
-                *codes.add(i * 4 + 1),
-                *codes.add(i * 4 + 2),
-                *codes.add(i * 4 + 3),
-            ]
-        };
-        let mut d = u32::MAX;
-        for q in queries {
-            d = d.min(crate::code::hamming(&c, q));
-        }
-        let row = base + i as u32;
-        if d < top.bound && accept(row) {
-            top.push(d, row);
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::TopR;
@@ -278,7 +248,8 @@ mod avx512 {
 
     /// Eight 256-bit codes per step: four 512-bit loads, xor with the query repeated twice,
     /// VPOPCNTQ, then two unpack/add rounds and a 128-bit lane shuffle fold the four word
-    /// counts of each item into one u64 lane (items land in lanes `LANE_OF`).
+    /// counts of each item into one u64 lane (items land in lanes `LANE_OF`). Whole groups
+    /// only: the caller scans the last `n % 8` codes.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     pub(super) unsafe fn scan_w4(
         codes: *const u64,
@@ -336,8 +307,6 @@ mod avx512 {
                 }
             }
         }
-        // SAFETY: the caller's contract (n * 4 words).
-        unsafe { super::scan_tail_w4(codes, groups * 8, n, base, &queries, top, accept) };
     }
 }
 
@@ -361,6 +330,7 @@ mod avx2 {
     /// (`vpshufb` on the low and high nibbles), `vpsadbw` to four u64 sums per code, then one
     /// unpack/add and one 128-bit permute/add round fold them to one u64 per code, in order.
     /// Distances are at most 256, so the minimum over queries can use 32-bit signed `min`.
+    /// Whole groups only: the caller scans the last `n % 4` codes.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn scan_w4(
         codes: *const u64,
@@ -427,8 +397,6 @@ mod avx2 {
                 }
             }
         }
-        // SAFETY: the caller's contract (n * 4 words).
-        unsafe { super::scan_tail_w4(codes, groups * 4, n, base, &queries, top, accept) };
     }
 }
 
