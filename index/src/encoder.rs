@@ -296,8 +296,11 @@ impl<const W: usize> Encoder<W> {
             )));
         }
         let bits = Self::BITS;
+        // `checked_mul`: the two sizes come from the bytes, and a product that wraps around
+        // to the projection's length would pass an encoder whose first use allocates
+        // `pca_dims` floats per vector (or overflows).
         if enc.rotation.len() != bits * bits
-            || enc.projection.len() != enc.pca_dims * enc.input_dims
+            || enc.pca_dims.checked_mul(enc.input_dims) != Some(enc.projection.len())
             || enc.mean.len() != enc.input_dims
             || enc.dims > enc.pca_dims
             || enc.pca_dims < bits

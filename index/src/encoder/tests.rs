@@ -62,6 +62,21 @@ fn deterministic_and_round_trips() {
 }
 
 #[test]
+fn shapes_whose_product_wraps_around_are_refused() {
+    // pca_dims × input_dims = 2^64 + 64·64 wraps to the projection's real length: accepted,
+    // such an encoder made its first `encode` allocate 2^58 + 64 floats per vector (an abort,
+    // not a panic). Decoded from a model file whose CRCs were recomputed over the change.
+    let d = 64;
+    let data = clustered(200, d, 4, 0.5, 3);
+    let mut enc = Encoder::<1>::train(&data, d, &small_config()).unwrap();
+    assert_eq!(enc.projection.len(), 64 * 64);
+    enc.pca_dims = (1 << 58) + 64;
+    assert_eq!(enc.pca_dims.wrapping_mul(d), enc.projection.len());
+    let err = Encoder::<1>::from_bytes(&enc.to_bytes().unwrap()).unwrap_err();
+    assert!(err.to_string().contains("shapes"), "{err}");
+}
+
+#[test]
 fn full_rank_score_is_cosine() {
     // dims = input dims: PCA loses nothing, so the score is the cosine up to int8 rounding.
     let d = 64;
