@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -104,6 +104,150 @@ fn pixel_limit_refuses_a_decompression_bomb_from_its_header() {
         }
         other => panic!("expected TooManyPixels, got {other:?}"),
     }
+}
+
+/// A GIF of a `screen` logical screen (what the header probe reads) whose one frame
+/// descriptor declares `frame` and is followed by `data` as its LZW stream.
+fn gif_with_frame(screen: (u16, u16), frame: (u16, u16), data: &[u8]) -> Vec<u8> {
+    let mut b = b"GIF89a".to_vec();
+    b.extend_from_slice(&screen.0.to_le_bytes());
+    b.extend_from_slice(&screen.1.to_le_bytes());
+    b.extend_from_slice(&[0x80, 0, 0]); // a global palette of 2 colours
+    b.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    b.push(0x2c); // image descriptor at (0, 0)
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    b.extend_from_slice(&frame.0.to_le_bytes());
+    b.extend_from_slice(&frame.1.to_le_bytes());
+    b.extend_from_slice(&[0, 2]); // no local palette; LZW minimum code size 2
+    for block in data.chunks(255) {
+        b.push(block.len() as u8);
+        b.extend_from_slice(block);
+    }
+    b.extend_from_slice(&[0, 0x3b]);
+    b
+}
+
+#[test]
+fn a_gif_frame_larger_than_its_screen_is_refused_before_its_buffer_is_reserved() {
+    // What the fuzzer found: an 8x8 logical screen, a frame descriptor of 9508x1573 and 200
+    // bytes of LZW data. The image crate decodes a frame that is not the screen into a
+    // buffer of the frame's size (~57 MiB here, and the gif crate's palette indices, a
+    // quarter of that, besides) before cropping it; with the room of the largest accepted
+    // image the 233 bytes reserved it all and then failed as truncated. Sized from the
+    // header's 8x8, the limit refuses the frame before anything is reserved.
+    let limits = DecodeLimits::default();
+    let data: Vec<u8> = (0..200u8).collect();
+    let bomb = gif_with_frame((8, 8), (9508, 1573), &data);
+    assert!(bomb.len() < 300);
+    assert_eq!(
+        decode::probe(&bomb, &limits).unwrap(),
+        (ImageFormat::Gif, 8, 8)
+    );
+    assert!(4 * 9508 * 1573 > decode::max_alloc(bomb.len(), 8, 8, &limits));
+    let err = decode_rgb(&bomb, &limits).unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert!(err.to_string().contains("Memory limit"), "{err}");
+
+    // A whole, valid frame of 1000x600 behind an 8x8 screen was accepted (cropped to 8x8,
+    // after a 2.4 MB frame buffer); now it is refused likewise.
+    let frame =
+        DynamicImage::ImageRgba8(RgbaImage::from_pixel(1000, 600, Rgba([200, 30, 30, 255])));
+    let whole = encode(&frame, ImageFormat::Gif);
+    assert_eq!(
+        decode_rgb(&whole, &limits).unwrap().dimensions(),
+        (1000, 600)
+    );
+    let mut small_screen = whole.clone();
+    small_screen[6..10].copy_from_slice(&[8, 0, 8, 0]);
+    let err = decode_rgb(&small_screen, &limits).unwrap_err();
+    assert!(err.to_string().contains("Memory limit"), "{err}");
+    // A frame smaller than its screen still decodes (into a buffer of its own size, which
+    // the screen's size bounds).
+    let mut large_screen = whole;
+    large_screen[6..10].copy_from_slice(&[0xb0, 0x04, 0xbc, 0x02]); // 1200x700
+    let out = decode_rgb(&large_screen, &limits).unwrap();
+    assert_eq!(out.dimensions(), (1200, 700));
+    assert_eq!(out.get_pixel(999, 599), &Rgb([200, 30, 30]));
+}
+
+/// A zlib stream that inflates to `n` zero bytes (fixed Huffman: one literal, then
+/// matches of 258 at distance 1; `n - 1` must be a multiple of 258): ~1/160 of `n`.
+fn zlib_zeros(n: usize) -> Vec<u8> {
+    assert_eq!((n - 1) % 258, 0);
+    let mut out = vec![0x78, 0x01];
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let mut put = |out: &mut Vec<u8>, value: u64, len: u32| {
+        acc |= value << bits;
+        bits += len;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    };
+    // Huffman codes go most significant bit first: reverse them into the LSB-first stream.
+    let code = |c: u64, len: u32| c.reverse_bits() >> (64 - len);
+    put(&mut out, 0b011, 3); // final block, fixed Huffman
+    put(&mut out, code(0x30, 8), 8); // literal 0
+    for _ in 0..(n - 1) / 258 {
+        put(&mut out, code(0xc5, 8), 8); // length 258 (symbol 285)
+        put(&mut out, 0, 5); // distance 1
+    }
+    put(&mut out, 0, 7); // end of block
+    put(&mut out, 0, 7); // to a byte boundary
+    let b = (n % 65521) as u32; // Adler-32 of n zeros: a = 1, b = n
+    out.extend_from_slice(&((b << 16) | 1).to_be_bytes());
+    out
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = !0u32;
+    for &byte in kind.iter().chain(data) {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_be_bytes());
+}
+
+#[test]
+fn an_inflating_icc_profile_is_cut_off_and_the_png_still_decodes() {
+    // A 1x1 PNG whose iCCP chunk inflates to 64 MiB from ~420 KB: the PNG decoder inflates
+    // the profile while reading the header, up to its allocation limit (`image`'s default,
+    // 512 MiB, for the header probe). Under the header's limit the profile is dropped at
+    // the working room and the pixels decode as ever.
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png_chunk(&mut png, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    let mut iccp = b"icc\0\0".to_vec();
+    iccp.extend_from_slice(&zlib_zeros(64 * 258 * 4065 + 1));
+    png_chunk(&mut png, b"iCCP", &iccp);
+    let pixels = encode(
+        &DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, Rgb([9, 8, 7]))),
+        ImageFormat::Png,
+    );
+    let idat_at = pixels.windows(4).position(|w| w == b"IDAT").unwrap() - 4;
+    png.extend_from_slice(&pixels[idat_at..]); // IDAT and IEND of a real 1x1 PNG
+    let limits = DecodeLimits::default();
+    assert!(png.len() < 1 << 20);
+
+    let inflated = |l: image::Limits| {
+        let mut reader = image::ImageReader::with_format(Cursor::new(&png[..]), ImageFormat::Png);
+        reader.limits(l);
+        let mut decoder = reader.into_decoder().unwrap();
+        decoder.icc_profile().unwrap().map_or(0, |p| p.len())
+    };
+    assert_eq!(inflated(image::Limits::default()), 64 * 258 * 4065 + 1);
+    assert_eq!(inflated(decode::header_limits(png.len(), &limits)), 0);
+    let out = decode_rgb(&png, &limits).unwrap();
+    assert_eq!(out.get_pixel(0, 0), &Rgb([9, 8, 7]));
 }
 
 #[test]
