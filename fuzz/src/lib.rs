@@ -12,8 +12,9 @@
 //! | `image`    | `vsa_models::decode_rgb` with small [`targets::IMAGE_LIMITS`]              |
 //! | `wal`      | `record::decode_records` vs. `wal::scan_segment` (the replay reader)      |
 //! | `snapshot` | `snapshot::decode`                                                        |
+//! | `model`    | `model::decode` (model-state files), re-encode round trip                 |
 //!
-//! The `wal` and `snapshot` targets decode each input twice: as given, and with the CRC of
+//! The `wal`, `snapshot` and `model` targets decode each input twice: as given, and with the CRC of
 //! every whole record recomputed, so that mutations get past the checksum into the bincode
 //! record decoder behind it.
 //!
@@ -35,7 +36,7 @@ pub mod mutate;
 pub mod seeds;
 pub mod targets;
 
-pub use targets::{Outcome, TARGETS, Target, frame, image, request, snapshot, wal};
+pub use targets::{Outcome, TARGETS, Target, frame, image, model, request, snapshot, wal};
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ use vsa_fuzz::targets::{self, TARGETS, Target};
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Fuzz vsa's decoders: frame, request, image, wal, snapshot (or all).
+/// Fuzz vsa's decoders: frame, request, image, wal, snapshot, model (or all).
 #[derive(Debug, Parser)]
 #[command(name = "vsa-fuzz", version)]
 struct Args {
@@ -36,7 +36,7 @@ struct Args {
     /// Seed of the mutator (the same seed and counts repeat a run exactly).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Largest generated input in bytes (default: the target's own, 8–16 KiB).
+    /// Largest generated input in bytes (default: the target's own, 8 KiB to 576 KiB).
     #[arg(long)]
     max_len: Option<usize>,
     /// Where findings are saved.

@@ -1,10 +1,11 @@
 //! The seed corpus: valid inputs for every target, made in code with the crates' own
 //! encoders (`encode_frame`/`encode_body`, the `image` crate's encoders, `encode_record`,
-//! `snapshot::write`), so the seeds follow the formats as they change.
+//! `snapshot::write`, `model::encode`), so the seeds follow the formats as they change.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
+use vsa_actors::durability::model::{self, ModelState, StoredEncoder};
 use vsa_actors::durability::record::{DiskItem, WalOp, WalRecord, encode_record};
 use vsa_actors::durability::snapshot::{self, SnapshotHeader};
 use vsa_actors::store::ItemRecord;
@@ -366,4 +367,105 @@ pub fn snapshots() -> Vec<Vec<u8>> {
         let _ = std::fs::remove_file(&path);
     }
     out
+}
+
+/// `n` pseudo-random vectors of `dim` values in [-0.5, 0.5) (xorshift, so the seeds are the
+/// same on every run).
+fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A real encoder of 256-d embeddings (the smallest a 256-bit code allows) keeping `dims`
+/// rerank dimensions, trained on a few dozen vectors.
+fn encoder(dims: usize, generation: u64) -> Option<StoredEncoder> {
+    const D: usize = 256;
+    let sample: Vec<f32> = vectors(40, D, generation).concat();
+    let config = vsa_index::EncoderConfig {
+        dims,
+        itq_iterations: 2,
+        ..vsa_index::EncoderConfig::default()
+    };
+    let encoder = vsa_index::Encoder::train(&sample, D, &config).ok()?;
+    Some(StoredEncoder {
+        generation,
+        fitted_at: 1000 * generation,
+        encoder: Arc::new(encoder),
+    })
+}
+
+fn centroids(
+    names: &[&str],
+    dim: usize,
+) -> Option<Arc<vsa_actors::coordinator::CategoryCentroids>> {
+    let rows = vectors(names.len(), dim, 11);
+    Some(Arc::new(
+        names.iter().map(|n| n.to_string()).zip(rows).collect(),
+    ))
+}
+
+/// Model states: nothing fitted, each part alone (8-d prototypes and centroids, an empty
+/// centroid table), and everything a coordinator stores with a real encoder. Every stored
+/// encoder is an `Encoder<4>` (256-bit codes, the only width a model file holds), so the two
+/// encoders differ in their rerank dimensions (16 and 64) instead.
+pub fn model_states() -> Vec<ModelState> {
+    let none = ModelState {
+        encoder: None,
+        prototypes: None,
+        centroids: None,
+    };
+    let prototypes = |n: usize, dim: usize, at: u64| {
+        Some((
+            Arc::new(vsa_models::Prototypes::from_rows(&vectors(n, dim, 5), dim)),
+            at,
+        ))
+    };
+    vec![
+        none.clone(),
+        ModelState {
+            centroids: centroids(&["shoes", "bags", "hats"], 8),
+            ..none.clone()
+        },
+        ModelState {
+            centroids: Some(Arc::new(Vec::new())),
+            ..none.clone()
+        },
+        ModelState {
+            prototypes: prototypes(4, 8, 40),
+            ..none.clone()
+        },
+        ModelState {
+            prototypes: prototypes(2, 8, 7),
+            centroids: centroids(&["a", ""], 8),
+            ..none.clone()
+        },
+        ModelState {
+            encoder: encoder(16, 1),
+            ..none.clone()
+        },
+        ModelState {
+            encoder: encoder(64, 7),
+            prototypes: prototypes(3, 256, 4000),
+            centroids: centroids(&["even", "odd"], 256),
+        },
+    ]
+}
+
+/// Model files of every [`model_states`] state, written by `model::encode`.
+pub fn models() -> Vec<Vec<u8>> {
+    model_states()
+        .iter()
+        .filter_map(|s| model::encode(s).ok())
+        .collect()
 }

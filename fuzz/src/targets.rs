@@ -9,11 +9,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use vsa_actors::durability::model::{self, ModelHeader, ModelState};
 use vsa_actors::durability::record::{
     self, MAX_RECORD, RECORD_HEADER, WalOp, decode_records, encode_record,
 };
-use vsa_actors::durability::snapshot;
 use vsa_actors::durability::wal::{ReplayReport, SegmentEnd, scan_segment};
+use vsa_actors::durability::{DurabilityError, snapshot};
 use vsa_actors::store::ItemRecord;
 use vsa_models::DecodeLimits;
 use vsa_protocol::frame::{decode_body, encode_body};
@@ -87,7 +88,20 @@ pub const TARGETS: &[Target] = &[
         max_len: 8 << 10,
         cap: codec_cap,
     },
+    Target {
+        name: "model",
+        about: "model::decode (model-state files), raw and CRC-fixed, with a re-encode round trip",
+        run: model,
+        seeds: crate::seeds::models,
+        max_len: MODEL_MAX_LEN,
+        cap: codec_cap,
+    },
 ];
+
+/// Default largest input of the `model` target: a model file with a real encoder is ~530 KB
+/// (a 256-bit code needs a 256 × 256 rotation and at least a 256 × 256 projection), so the
+/// inputs must be allowed that long for mutations of a whole encoder to be tried.
+pub const MODEL_MAX_LEN: usize = 576 << 10;
 
 /// Looks a target up by name.
 pub fn by_name(name: &str) -> Option<&'static Target> {
@@ -99,7 +113,9 @@ pub fn by_name(name: &str) -> Option<&'static Target> {
 /// The frame decoder allocates at most 32 bytes of claims per body byte (its bincode limit,
 /// see `vsa_protocol::frame::decode_limit`); serde pre-allocates at most 1 MiB per sequence
 /// before its elements arrive; a decoded value holds at most ~24 bytes per encoded byte (an
-/// empty string pair is 2 bytes on the wire, 48 in memory).
+/// empty string pair is 2 bytes on the wire, 48 in memory). The encoder inside a model file
+/// is read by `Encoder::from_bytes` without a claim limit, but it holds only `f32` sequences,
+/// each element 4 bytes on the wire and 4 (8 while a `Vec` doubles) in memory.
 pub fn codec_cap(len: usize) -> usize {
     (16 << 20) + 64 * len
 }
@@ -112,15 +128,18 @@ pub const IMAGE_LIMITS: DecodeLimits = DecodeLimits {
     max_side: 2048,
 };
 
-/// Allocation cap of the `image` target: the decoder's own allocation limit
-/// (`max_alloc = 4 × max_pixels + 64 MiB`, set by `decode_rgb`) and a quarter of it again (the
-/// gif crate decodes a frame's palette indices, one byte per pixel, into a buffer outside the
-/// image crate's accounting), the RGBA and RGB conversions of the largest accepted image
-/// (`7 × max_pixels`), and 16 MiB + 64 bytes per input byte of slack.
+/// Allocation cap of the `image` target. What the decoders count is bounded by
+/// `decode_rgb`'s allocation limit (`vsa_models::decode::max_alloc`: 4 bytes a pixel of the
+/// size the header declares plus `working_room`, so at most `4 × max_pixels + working_room`);
+/// a quarter of that again is the gif crate's buffer of a frame's palette indices, one byte
+/// per pixel, outside the image crate's accounting. Outside any limit: the decoded image, up
+/// to 8 bytes a pixel (16-bit RGBA), alive next to its RGBA8 conversion (`12 × max_pixels`),
+/// and the JPEG and WebP decoders' own buffers, in the 16 MiB + 64 bytes per input byte of
+/// slack.
 pub fn image_cap(len: usize) -> usize {
     let px = IMAGE_LIMITS.max_pixels as usize;
-    let max_alloc = 4 * px + (64 << 20);
-    max_alloc + max_alloc / 4 + 7 * px + (16 << 20) + 64 * len
+    let counted = 4 * px + vsa_models::decode::working_room(len) as usize;
+    counted + counted / 4 + 12 * px + (16 << 20) + 64 * len
 }
 
 const FRAME_LIMITS: FrameLimits = FrameLimits {
@@ -290,13 +309,87 @@ pub fn snapshot(data: &[u8]) -> Outcome {
                 assert_eq!(s.items.len() as u64, s.header.items);
                 outcome = Outcome::Accepted;
             }
-            Err(e) => assert!(
-                matches!(e, vsa_actors::durability::DurabilityError::Corrupt(_)),
-                "{e}"
-            ),
+            Err(e) => assert!(matches!(e, DurabilityError::Corrupt(_)), "{e}"),
         }
     }
     outcome
+}
+
+/// `model`: a model file decodes to exactly the parts its header record promises, each of
+/// them usable (the encoder encodes, the prototypes and centroids are finite rows), and the
+/// state re-encodes to a file that decodes and re-encodes to the same bytes (what the next
+/// checkpoint writes after a restore); or it is a `Corrupt` error. As given and with its
+/// CRCs fixed up.
+pub fn model(data: &[u8]) -> Outcome {
+    let mut outcome = Outcome::Rejected;
+    for bytes in [data.to_vec(), fix_crcs(data, 12)] {
+        match model::decode(&bytes) {
+            Ok(state) => {
+                check_model(&bytes, &state);
+                outcome = Outcome::Accepted;
+            }
+            Err(e) => assert!(matches!(e, DurabilityError::Corrupt(_)), "{e}"),
+        }
+    }
+    outcome
+}
+
+fn check_model(bytes: &[u8], state: &ModelState) {
+    // The header record (right after the magic and version) names the parts that follow.
+    let header = bytes.get(12..).and_then(|rest| {
+        let (len, crc) = record::parse_header(rest).ok()??;
+        let payload = rest.get(RECORD_HEADER..RECORD_HEADER + len)?;
+        record::decode_payload::<ModelHeader>(payload, crc).ok()
+    });
+    let Some(header) = header else {
+        panic!("a model file decoded without a readable header record");
+    };
+    let encoder = state.encoder.as_ref().map(|e| (e.generation, e.fitted_at));
+    assert_eq!(encoder, header.encoder);
+    assert_eq!(
+        state.prototypes.as_ref().map(|(_, at)| *at),
+        header.prototypes
+    );
+    assert_eq!(state.centroids.is_some(), header.centroids);
+    if let Some(e) = &state.encoder {
+        let e = &e.encoder;
+        let probe = vec![1.0f32; e.input_dims()];
+        let query = match e.encode_query(&probe) {
+            Ok(q) => q,
+            Err(err) => panic!("a decoded encoder cannot encode: {err}"),
+        };
+        assert_eq!(query.reduced.len(), e.dims());
+        if let Err(err) = e.encode(&probe) {
+            panic!("a decoded encoder cannot encode an item: {err}");
+        }
+    }
+    if let Some((p, _)) = &state.prototypes {
+        assert!(p.dim > 0 && p.data.len().is_multiple_of(p.dim));
+        assert!(p.data.iter().all(|x| x.is_finite()));
+    }
+    if let Some(c) = &state.centroids {
+        assert!(c.iter().flat_map(|(_, v)| v).all(|x| x.is_finite()));
+    }
+    // Checking the state against an embedding size is a verdict, never a panic.
+    for dim in [
+        0,
+        1,
+        state.encoder.as_ref().map_or(8, |e| e.encoder.input_dims()),
+    ] {
+        match state.check_dim(dim) {
+            Ok(()) | Err(DurabilityError::Incompatible(_)) => {}
+            Err(e) => panic!("check_dim({dim}): {e}"),
+        }
+    }
+    let again = encode(model::encode(state));
+    match model::decode(&again) {
+        Ok(s) => assert_eq!(
+            encode(model::encode(&s)),
+            again,
+            "the round trip changed the state"
+        ),
+        Err(e) => panic!("a re-encoded model file does not decode: {e}"),
+    }
 }
 
 /// Recomputes the CRC of every whole `[len][crc][payload]` record from byte `start` on, so

@@ -57,6 +57,68 @@ fn seeds_cover_every_image_format() {
 }
 
 #[test]
+fn model_seeds_hold_every_part_and_round_trip() {
+    let states = seeds::model_states();
+    let files = seeds::models();
+    assert_eq!(files.len(), states.len());
+    assert!(
+        states
+            .iter()
+            .any(|s| s.encoder.is_some() && s.prototypes.is_some())
+    );
+    for (state, bytes) in states.iter().zip(&files) {
+        let decoded = vsa_actors::durability::model::decode(bytes).expect("a seed decodes");
+        assert_eq!(&decoded, state);
+        assert_eq!(model(bytes), Outcome::Accepted);
+    }
+    // Every seed fits the target's default largest input, so mutations keep whole encoders.
+    assert!(files.iter().all(|f| f.len() <= targets::MODEL_MAX_LEN));
+    // A payload byte of the encoder record: caught by its CRC as given, decoded behind the
+    // fixed-up CRC (and refused or accepted by the encoder's own checks, never a panic).
+    let big = files.iter().max_by_key(|f| f.len()).expect("seeds");
+    let mut damaged = big.clone();
+    damaged[100] ^= 0x40;
+    assert!(vsa_actors::durability::model::decode(&damaged).is_err());
+    let _ = model(&damaged);
+}
+
+#[test]
+fn a_model_file_whose_encoder_shapes_wrap_around_is_corrupt() {
+    use vsa_actors::durability::model::{self as m, ModelHeader};
+    use vsa_actors::durability::record::{encode_framed, frame_payload};
+    // The seed's encoder of 256-d embeddings with pca_dims set to 2^56 + 256, so that
+    // pca_dims × input_dims wraps around to the projection's real length, CRCs correct:
+    // decoded, its first use aborted the process allocating 2^56 + 256 floats.
+    let stored = seeds::model_states()
+        .into_iter()
+        .find_map(|s| s.encoder.filter(|_| s.prototypes.is_none()))
+        .expect("an encoder seed");
+    let bytes = stored.encoder.to_bytes().expect("encodes");
+    // version 1, input_dims 256, dims 16, pca_dims 256 (varints: 0xfb then a u16)
+    assert_eq!(bytes[..8], [1, 0xfb, 0, 1, 16, 0xfb, 0, 1]);
+    let mut patched = bytes[..5].to_vec();
+    patched.push(0xfd);
+    patched.extend_from_slice(&((1u64 << 56) + 256).to_le_bytes());
+    patched.extend_from_slice(&bytes[8..]);
+    let mut file = m::MAGIC.to_vec();
+    file.extend_from_slice(&m::VERSION.to_le_bytes());
+    let header = ModelHeader {
+        encoder: Some((1, 1000)),
+        prototypes: None,
+        centroids: false,
+    };
+    file.extend_from_slice(&encode_framed(&header).expect("header"));
+    file.extend_from_slice(&frame_payload(&patched).expect("frame"));
+    match m::decode(&file) {
+        Err(vsa_actors::durability::DurabilityError::Corrupt(msg)) => {
+            assert!(msg.contains("encoder"), "{msg}")
+        }
+        other => panic!("expected a corrupt encoder, got {other:?}"),
+    }
+    assert_eq!(model(&file), Outcome::Rejected);
+}
+
+#[test]
 fn a_short_run_of_every_target_finds_nothing() {
     for t in TARGETS {
         let o = opts(&format!("short-{}", t.name), 3_000);
