@@ -715,7 +715,17 @@ impl Engine {
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         let category = if req.category.is_none() {
             let knn = vote_distribution(&hits, search_cfg.vote_k, search_cfg.vote_temperature);
-            fuse_categories(&knn, &model_branch, preset.knn_weight)
+            let fused = fuse_distributions(&knn, &model_branch, preset.knn_weight);
+            if preset.category_weight != 0.0 {
+                for h in &mut hits {
+                    let p = fused.iter().find(|(c, _)| *c == h.category).map_or(0.0, |f| f.1);
+                    // Part of the visual score the rerank weighs (and `--explain` shows).
+                    h.visual += preset.category_weight * p;
+                    h.score += preset.category_weight * p;
+                }
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+            }
+            predict_category(fused, &knn, &model_branch, preset.hierarchical_category)
         } else {
             None
         };
@@ -1611,8 +1621,17 @@ pub fn fuse_categories(
     model: &[(String, f32)],
     knn_weight: f32,
 ) -> Option<CategoryPrediction> {
+    predict_category(fuse_distributions(knn, model, knn_weight), knn, model, false)
+}
+
+/// The fused distribution of [`fuse_categories`], best first (empty when both are).
+pub fn fuse_distributions(
+    knn: &[(String, f32)],
+    model: &[(String, f32)],
+    knn_weight: f32,
+) -> Vec<(String, f32)> {
     let w = match (knn.is_empty(), model.is_empty()) {
-        (true, true) => return None,
+        (true, true) => return Vec::new(),
         (false, true) => 1.0,
         (true, false) => 0.0,
         (false, false) => knn_weight.clamp(0.0, 1.0),
@@ -1626,13 +1645,34 @@ pub fn fuse_categories(
             }
         }
     }
+    normalised(fused)
+}
+
+/// The top level of a category path (`animals/birds` → `animals`).
+pub fn top_level(category: &str) -> &str {
+    category.split('/').next().unwrap_or(category)
+}
+
+/// A prediction from a fused distribution (best first): its best category or, `hierarchical`,
+/// the best category of the top level with the largest summed probability.
+pub fn predict_category(
+    fused: Vec<(String, f32)>,
+    knn: &[(String, f32)],
+    model: &[(String, f32)],
+    hierarchical: bool,
+) -> Option<CategoryPrediction> {
+    let mut fused = fused;
+    if hierarchical && let Some(level) = best_top_level(&fused) {
+        // Stable: within the chosen top level, and among the rest, the order stays.
+        fused.sort_by_key(|(c, _)| top_level(c) != level);
+    }
     let mut branches = Vec::new();
     for (name, dist) in [("knn", knn), ("model", model)] {
         if let Some((c, p)) = dist.first() {
             branches.push((name.to_string(), c.clone(), *p));
         }
     }
-    let mut it = normalised(fused).into_iter();
+    let mut it = fused.into_iter();
     let (category, confidence) = it.next()?;
     Some(CategoryPrediction {
         category,
@@ -1640,6 +1680,26 @@ pub fn fuse_categories(
         alternatives: it.take(4).collect(),
         branches,
     })
+}
+
+/// The top level with the largest summed probability (ties: the first met, i.e. the one
+/// holding the more probable category).
+fn best_top_level(dist: &[(String, f32)]) -> Option<String> {
+    let mut levels: Vec<(&str, f32)> = Vec::new();
+    for (c, p) in dist {
+        let l = top_level(c);
+        match levels.iter_mut().find(|(x, _)| *x == l) {
+            Some(x) => x.1 += p,
+            None => levels.push((l, *p)),
+        }
+    }
+    levels
+        .into_iter()
+        .fold(None, |best: Option<(&str, f32)>, x| match best {
+            Some(b) if b.1 >= x.1 => Some(b),
+            _ => Some(x),
+        })
+        .map(|(l, _)| l.to_string())
 }
 
 /// How long to wait for the system to settle in tests and at shutdown.

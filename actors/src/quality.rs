@@ -44,6 +44,13 @@ pub struct Preset {
     /// Search only the partitions of this many categories predicted by the model branch
     /// before the search (0: all); `options.scope` overrides it.
     pub top_categories: u32,
+    /// Category decoding: choose the top level first, by the summed probability of its
+    /// categories, then the most probable category within it (false: the most probable
+    /// category, whatever its top level).
+    pub hierarchical_category: bool,
+    /// Each hit's visual score adds this × the fused probability of its category: the
+    /// neighbours' consensus on the category as a soft prior (0: off).
+    pub category_weight: f32,
 }
 
 impl Default for Preset {
@@ -63,6 +70,8 @@ impl Default for Preset {
             // any weight on it cost category accuracy; it is reported, not mixed in.
             knn_weight: 1.0,
             top_categories: 0,
+            hierarchical_category: false,
+            category_weight: 0.0,
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use vsa_index::Filter;
 
-use crate::engine::{centroid_distribution, fuse_categories, vote_category, vote_distribution};
+use crate::engine::{
+    centroid_distribution, fuse_categories, predict_category, top_level, vote_category,
+    vote_distribution,
+};
 use crate::partition::PartitionHit;
 use crate::quality::QualityConfig;
 use crate::store::{ItemRecord, ItemStore};
@@ -120,6 +123,32 @@ fn category_branches_fuse_and_are_reported() {
     // Either branch alone decides when the other is empty.
     assert_eq!(fuse_categories(&[], &model, 1.0).expect("p").category, "y");
     assert!(fuse_categories(&[], &[], 0.5).is_none());
+}
+
+#[test]
+fn hierarchical_decoding_picks_the_top_level_first() {
+    // "animals" holds 0.55 over two categories, though "food/fruit" is the single best one.
+    let fused = vec![
+        ("food/fruit".to_string(), 0.45),
+        ("animals/birds".to_string(), 0.30),
+        ("animals".to_string(), 0.25),
+    ];
+    let flat = predict_category(fused.clone(), &fused, &[], false).expect("flat");
+    assert_eq!(flat.category, "food/fruit");
+    let h = predict_category(fused.clone(), &fused, &[], true).expect("hierarchical");
+    assert_eq!(h.category, "animals/birds");
+    assert!((h.confidence - 0.30).abs() < 1e-6);
+    assert_eq!(h.alternatives[0].0, "animals");
+    assert_eq!(h.alternatives[1].0, "food/fruit");
+    assert_eq!(top_level("animals/birds"), "animals");
+    assert_eq!(top_level("people"), "people");
+    // One top level: the same answer either way.
+    let one = vec![("a/x".to_string(), 0.6), ("a/y".to_string(), 0.4)];
+    assert_eq!(
+        predict_category(one.clone(), &one, &[], true).map(|p| p.category),
+        Some("a/x".to_string())
+    );
+    assert!(predict_category(Vec::new(), &[], &[], true).is_none());
 }
 
 #[test]
