@@ -38,5 +38,22 @@ pub use error::{EngineError, Result};
 pub use inference::PoolConfig;
 pub use quality::{Preset, QualityConfig};
 
+/// Gives the calling thread the lowest CPU priority, for background work that must not slow
+/// searches (Linux: the `SCHED_IDLE` policy, which runs only when a core has nothing else to
+/// run and is preempted at once by any other thread; if that is refused, per-thread nice 19).
+/// Best effort.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid, sched_setscheduler and setpriority take plain integers and a pointer to
+    // a local that outlives the call.
+    unsafe {
+        let tid = libc::gettid();
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0 {
+            let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -447,7 +447,7 @@ impl Actor for Partition {
                 let spawned = std::thread::Builder::new()
                     .name("vsa-snapshot".into())
                     .spawn(move || {
-                        crate::durability::lower_thread_priority();
+                        crate::lower_thread_priority();
                         let _one_at_a_time = crate::durability::SNAPSHOT_WRITER
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);

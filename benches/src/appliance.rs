@@ -130,11 +130,28 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Search latencies (ms, sorted) from `clients` threads for `secs`, over items `[0, n)`.
 pub fn search_load(server: &Server, n: u64, clients: u64, secs: f64) -> Res<Vec<f64>> {
+    let mut all: Vec<f64> = search_load_timed(server, n, clients, secs, Instant::now())?
+        .into_iter()
+        .map(|(_, ms)| ms)
+        .collect();
+    all.sort_by(f64::total_cmp);
+    Ok(all)
+}
+
+/// Like [`search_load`], each search as (its start in seconds after `origin`, its latency in
+/// ms), in no particular order: for sorting searches by what else ran when they started.
+pub fn search_load_timed(
+    server: &Server,
+    n: u64,
+    clients: u64,
+    secs: f64,
+    origin: Instant,
+) -> Res<Vec<(f64, f64)>> {
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let client = server.client().map_err(|e| e.to_string());
-            std::thread::spawn(move || -> Result<Vec<f64>, String> {
+            std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
                 let mut client = client?;
                 let mut lat = Vec::new();
                 let mut q = c * 7919;
@@ -146,7 +163,10 @@ pub fn search_load(server: &Server, n: u64, clients: u64, secs: f64) -> Res<Vec<
                             10,
                         ))
                         .map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    lat.push((
+                        t.duration_since(origin).as_secs_f64(),
+                        t.elapsed().as_secs_f64() * 1000.0,
+                    ));
                     q += 104_729;
                 }
                 Ok(lat)
@@ -157,8 +177,23 @@ pub fn search_load(server: &Server, n: u64, clients: u64, secs: f64) -> Res<Vec<
     for h in handles {
         all.extend(h.join().map_err(|_| "search thread panicked")??);
     }
-    all.sort_by(f64::total_cmp);
     Ok(all)
+}
+
+/// Splits timed searches (from [`search_load_timed`]) into those that started inside one of
+/// `windows` (start, end in seconds after the same origin) and the others; both sorted (ms).
+pub fn split_by_windows(searches: &[(f64, f64)], windows: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for &(at, ms) in searches {
+        if windows.iter().any(|&(a, b)| at >= a && at < b) {
+            inside.push(ms);
+        } else {
+            outside.push(ms);
+        }
+    }
+    inside.sort_by(f64::total_cmp);
+    outside.sort_by(f64::total_cmp);
+    (inside, outside)
 }
 
 /// Upserts `[from, to)` over `clients` connections, `window` requests in flight each.

@@ -140,17 +140,6 @@ pub type Result<T> = std::result::Result<T, DurabilityError>;
 /// Held while a snapshot is written: one at a time, so a checkpoint takes at most one core.
 pub(crate) static SNAPSHOT_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Gives the calling thread the lowest CPU priority (Linux: per-thread nice 19), for
-/// background work that must not slow searches. Best effort.
-pub(crate) fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-    }
-}
-
 /// Fsyncs a folder so a rename or a new file in it survives a machine crash.
 pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<()> {
     std::fs::File::open(dir)

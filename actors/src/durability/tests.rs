@@ -180,6 +180,51 @@ fn snapshots_round_trip_and_damage_is_detected() {
 }
 
 /// Two checkpoints and a log; the newest snapshot corrupt → the older one plus replay.
+/// The snapshot writer encodes items by reference and writes the file back in ranges as it
+/// grows: the bytes must be those of framing each `DiskItem` as the log does, across several
+/// write-back ranges and a rate limit.
+#[test]
+fn a_large_snapshot_is_the_framed_disk_items_byte_for_byte() {
+    let dir = Dir::new("snapshot-large");
+    let dims: Vec<f32> = (0..1280).map(|d| (d as f32 * 0.37).sin()).collect();
+    let items: Vec<Arc<ItemRecord>> = (0..12_000)
+        .map(|i| {
+            let mut r = ItemRecord::new(
+                format!("item-{i}"),
+                format!("cat-{}", i % 3),
+                vec![("colour".into(), "red".into()), ("size".into(), format!("{i}"))],
+                vec![("title".into(), format!("title of {i}"))],
+                &dims.iter().map(|v| v + i as f32 * 1e-3).collect::<Vec<_>>(),
+            );
+            r.colour = vec![0.5, 0.25, i as f32];
+            r.quality = vec![("sharpness".into(), 0.75)];
+            Arc::new(r)
+        })
+        .collect();
+    let header = SnapshotHeader {
+        category: "c".into(),
+        shard: 3,
+        seq: 12,
+        items: items.len() as u64,
+    };
+    let path = dir.path().join("big.snap");
+    let size = snapshot::write_limited(&path, &header, &items, 10_000).expect("write");
+    let bytes = std::fs::read(&path).expect("bytes");
+    assert_eq!(size, bytes.len() as u64);
+    assert!(size > 3 * snapshot::WRITEBACK_BYTES, "{size} bytes: too few ranges");
+    let mut expected = snapshot::MAGIC.to_vec();
+    expected.extend_from_slice(&snapshot::VERSION.to_le_bytes());
+    expected.extend(super::record::encode_framed(&header).expect("header"));
+    for item in &items {
+        expected.extend(super::record::encode_framed(&DiskItem::from(item.as_ref())).expect("item"));
+    }
+    assert!(bytes == expected, "the snapshot differs from the framed items");
+    let snap = snapshot::read(&path).expect("read");
+    assert_eq!(snap.items.len(), items.len());
+    assert_eq!(snap.items[11_999], *items[11_999]);
+    assert!(!dir.path().join("big.tmp").exists());
+}
+
 #[test]
 fn recovery_falls_back_to_the_previous_checkpoint() {
     let dir = Dir::new("recovery");
@@ -487,3 +532,16 @@ proptest! {
 
 /// Encoded once: training the encoder per case would dominate the property test.
 static MODEL_BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+#[cfg(target_os = "linux")]
+#[test]
+fn background_threads_take_the_idle_policy() {
+    let policy = std::thread::spawn(|| {
+        crate::lower_thread_priority();
+        // SAFETY: queries the calling thread's policy; no memory is touched.
+        unsafe { libc::sched_getscheduler(0) }
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(policy, libc::SCHED_IDLE);
+}
