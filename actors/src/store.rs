@@ -67,11 +67,7 @@ impl ItemRecord {
     pub fn best_dot(&self, queries: &[Vec<f32>]) -> (f32, u8) {
         let mut best = (f32::NEG_INFINITY, 0u8);
         for (qi, q) in queries.iter().enumerate() {
-            let s: f32 = q
-                .iter()
-                .zip(&self.embedding)
-                .map(|(a, b)| a * b.to_f32())
-                .sum();
+            let s = dot_f16(q, &self.embedding);
             if s > best.0 {
                 best = (s, u8::try_from(qi).unwrap_or(u8::MAX));
             }
@@ -88,11 +84,7 @@ impl ItemRecord {
         let mut best = (f32::NEG_INFINITY, 0u8);
         let mut second = f32::NEG_INFINITY;
         for (qi, q) in queries.iter().enumerate() {
-            let s: f32 = q
-                .iter()
-                .zip(&self.embedding)
-                .map(|(a, b)| a * b.to_f32())
-                .sum();
+            let s = dot_f16(q, &self.embedding);
             if s > best.0 {
                 second = best.0;
                 best = (s, u8::try_from(qi).unwrap_or(u8::MAX));
@@ -192,4 +184,75 @@ impl ItemStore {
             })
             .sum()
     }
+}
+
+/// Dot product of an f32 vector with an f16 one, over the shorter length: the exact score of
+/// every item a search reranks (and of every item of a catalogue too small for the binary
+/// index). AVX2 + FMA + F16C where the CPU has them (eight values a step, four accumulators),
+/// else a portable loop with eight partial sums.
+pub fn dot_f16(q: &[f32], e: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        // SAFETY: the features the kernel is compiled for were detected just now.
+        return unsafe { dot_f16_avx2(q, e) };
+    }
+    dot_f16_portable(q, e)
+}
+
+/// The portable form of [`dot_f16`] (eight partial sums, so it vectorises).
+pub fn dot_f16_portable(q: &[f32], e: &[f16]) -> f32 {
+    let n = q.len().min(e.len());
+    let whole = n - n % 8;
+    let mut acc = [0f32; 8];
+    for (a, b) in q[..whole].chunks_exact(8).zip(e[..whole].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += a[l] * b[l].to_f32();
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in q[whole..n].iter().zip(&e[whole..n]) {
+        s += a * b.to_f32();
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(q: &[f32], e: &[f16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = q.len().min(e.len());
+    let (qp, ep) = (q.as_ptr(), e.as_ptr().cast::<u16>());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: reads 8 f32 and 8 f16 at i + 8k, and i + 8k + 8 ≤ n.
+            let (x, h) = unsafe {
+                (
+                    _mm256_loadu_ps(qp.add(i + 8 * k)),
+                    _mm_loadu_si128(ep.add(i + 8 * k).cast()),
+                )
+            };
+            *a = _mm256_fmadd_ps(x, _mm256_cvtph_ps(h), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: reads 8 f32 and 8 f16 at i, and i + 8 ≤ n.
+        let (x, h) = unsafe { (_mm256_loadu_ps(qp.add(i)), _mm_loadu_si128(ep.add(i).cast())) };
+        acc[0] = _mm256_fmadd_ps(x, _mm256_cvtph_ps(h), acc[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let x = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    let x = _mm_add_ss(x, _mm_shuffle_ps::<1>(x, x));
+    let mut sum = _mm_cvtss_f32(x);
+    for j in i..n {
+        sum += q[j] * e[j].to_f32();
+    }
+    sum
 }

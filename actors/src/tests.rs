@@ -168,3 +168,24 @@ fn quality_presets_validate() {
     bad.ingest_rotations.clear();
     assert!(bad.validate().is_err());
 }
+
+proptest::proptest! {
+    /// The f16 dot product (SIMD where the CPU has it, and the portable form) agrees with an
+    /// f64 reference on every length, tails included.
+    #[test]
+    fn f16_dot_products_agree_with_the_reference(
+        pairs in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0), 0..300),
+    ) {
+        let q: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+        let e: Vec<half::f16> = pairs.iter().map(|p| half::f16::from_f32(p.1)).collect();
+        let reference: f64 = q.iter().zip(&e).map(|(a, b)| f64::from(*a) * f64::from(b.to_f32())).sum();
+        let tolerance = 1e-5 * (1.0 + pairs.len() as f64);
+        let simd = crate::store::dot_f16(&q, &e);
+        let portable = crate::store::dot_f16_portable(&q, &e);
+        proptest::prop_assert!((f64::from(simd) - reference).abs() < tolerance, "{simd} vs {reference}");
+        proptest::prop_assert!((f64::from(portable) - reference).abs() < tolerance, "{portable} vs {reference}");
+        // The shorter length counts.
+        let longer: Vec<f32> = q.iter().copied().chain([5.0, 5.0, 5.0]).collect();
+        proptest::prop_assert_eq!(crate::store::dot_f16(&longer, &e), simd);
+    }
+}
