@@ -242,6 +242,32 @@ pub struct AggregatorArguments {
     pub file: Option<PathBuf>,
 }
 
+/// Click batches the aggregators may be behind before [`crate::Engine::clicks`] answers
+/// `Busy`.
+pub const CLICK_BATCHES_QUEUED: usize = 64;
+
+/// One aggregator's share of a batch of clicks.
+#[derive(Debug, Default)]
+pub struct ClickBatch {
+    /// Clicked items.
+    pub clicks: Vec<String>,
+    /// Co-clicks `(item, other)`: `other` was clicked for the same query as `item`.
+    pub co: Vec<(String, String)>,
+    /// When (s since the Unix epoch).
+    pub now: f64,
+    /// The engine's count of batches not yet applied: decremented when this one is dropped,
+    /// applied or lost with a failed aggregator, so the count cannot leak.
+    pub queued: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Drop for ClickBatch {
+    fn drop(&mut self) {
+        if let Some(q) = self.queued.take() {
+            q.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// Messages of an aggregator.
 #[derive(Debug)]
 pub enum AggregatorMessage {
@@ -263,6 +289,8 @@ pub enum AggregatorMessage {
     Stats(RpcReplyPort<AggregatorStats>),
     /// Fault injection: panic.
     Panic,
+    /// Clicks and co-clicks of a batch.
+    Batch(ClickBatch),
 }
 
 /// State of an aggregator.
@@ -277,18 +305,15 @@ pub struct AggregatorState {
 }
 
 impl AggregatorState {
-    fn entry(&mut self, id: &str, now: f64) -> &mut ItemClicks {
-        if !self.items.contains_key(id) && self.items.len() >= self.config.max_items.max(1) {
+    fn entry(&mut self, id: String, now: f64) -> &mut ItemClicks {
+        if self.items.len() >= self.config.max_items.max(1) && !self.items.contains_key(&id) {
             self.evict(now);
         }
         let hl = self.config.half_life_s;
-        let e = self
-            .items
-            .entry(id.to_string())
-            .or_insert_with(|| ItemClicks {
-                t: now,
-                ..ItemClicks::default()
-            });
+        let e = self.items.entry(id).or_insert_with(|| ItemClicks {
+            t: now,
+            ..ItemClicks::default()
+        });
         e.decay_to(now, hl);
         e
     }
@@ -328,6 +353,33 @@ impl AggregatorState {
 }
 
 type SavedState = (u64, u64, Vec<(String, ItemClicks)>);
+
+/// Adds one to the edge to `other` in a list kept strongest first (a new edge weighs 1), and
+/// keeps the `cap` strongest: the changed edge moves up past the weaker ones, as a stable sort
+/// would move it, without sorting the list.
+fn add_co_click(co: &mut Vec<(String, f32)>, other: String, cap: usize) {
+    // Ids of one catalogue often share their length and prefix: the last byte rejects most
+    // before the full comparison.
+    let last = other.as_bytes().last().copied();
+    let mut i = match co
+        .iter()
+        .position(|(o, _)| o.as_bytes().last().copied() == last && *o == other)
+    {
+        Some(i) => {
+            co[i].1 += 1.0;
+            i
+        }
+        None => {
+            co.push((other, 1.0));
+            co.len() - 1
+        }
+    };
+    while i > 0 && co[i - 1].1 < co[i].1 {
+        co.swap(i - 1, i);
+        i -= 1;
+    }
+    co.truncate(cap);
+}
 
 /// Reads a saved aggregator state.
 pub fn load_state(bytes: &[u8]) -> Result<SavedState, String> {
@@ -408,28 +460,36 @@ impl Actor for ClickAggregator {
             AggregatorMessage::Impressions(shown, now) => {
                 let eta = state.config.position_eta;
                 for (id, pos) in shown {
-                    state.entry(&id, now).impressions += examination(pos, eta);
+                    state.entry(id, now).impressions += examination(pos, eta);
                     state.impressions += 1;
                 }
                 state.dirty = true;
             }
             AggregatorMessage::Click(id, now, reply) => {
-                let e = state.entry(&id, now);
+                let e = state.entry(id, now);
                 e.clicks += 1.0;
                 let ctr = smoothed(e.clicks, e.impressions, &state.config);
                 state.clicks += 1;
                 state.dirty = true;
                 let _ = reply.send(ctr);
             }
+            AggregatorMessage::Batch(mut batch) => {
+                let cap = state.config.co_click_edges.max(1);
+                for id in std::mem::take(&mut batch.clicks) {
+                    state.entry(id, batch.now).clicks += 1.0;
+                    state.clicks += 1;
+                }
+                for (id, other) in std::mem::take(&mut batch.co) {
+                    let e = state.entry(id, batch.now);
+                    add_co_click(&mut e.co, other, cap);
+                }
+                state.dirty = true;
+                // Dropping the batch takes it off the engine's count.
+            }
             AggregatorMessage::CoClick(id, other, now) => {
                 let cap = state.config.co_click_edges.max(1);
-                let e = state.entry(&id, now);
-                match e.co.iter_mut().find(|(o, _)| *o == other) {
-                    Some((_, w)) => *w += 1.0,
-                    None => e.co.push((other, 1.0)),
-                }
-                e.co.sort_by(|a, b| b.1.total_cmp(&a.1));
-                e.co.truncate(cap);
+                let e = state.entry(id, now);
+                add_co_click(&mut e.co, other, cap);
                 state.dirty = true;
             }
             AggregatorMessage::Ctrs(ids, now, reply) => {
@@ -532,6 +592,9 @@ pub struct QueryLog {
     first_id: u64,
     entries: VecDeque<QueryEntry>,
     retained: usize,
+    /// No entry below this id holds an embedding: where the retention pass starts, so a
+    /// search costs O(1) however long the log is.
+    anchors_from: u64,
 }
 
 impl QueryLog {
@@ -559,14 +622,19 @@ impl QueryLog {
             }
             if entry.anchor.is_some() {
                 self.retained += 1;
+                self.anchors_from = self.anchors_from.min(id);
             }
             self.entries.push_back(entry);
         } else if let Some(slot) = self.entries.get_mut((id - self.first_id) as usize) {
             if cfg.retain_queries == 0 {
                 entry.anchor = None;
             }
+            if slot.anchor.is_some() {
+                self.retained -= 1;
+            }
             if entry.anchor.is_some() {
                 self.retained += 1;
+                self.anchors_from = self.anchors_from.min(id);
             }
             *slot = entry;
         }
@@ -582,7 +650,9 @@ impl QueryLog {
         let oldest_ok = entry_time_limit(cfg);
         if self.retained > cfg.retain_queries || oldest_ok.is_some() {
             let mut excess = self.retained.saturating_sub(cfg.retain_queries);
-            for e in self.entries.iter_mut() {
+            let start = self.anchors_from.saturating_sub(self.first_id);
+            let mut first_kept = self.first_id + self.entries.len() as u64;
+            for (i, e) in self.entries.iter_mut().enumerate().skip(start as usize) {
                 if e.anchor.is_none() {
                     continue;
                 }
@@ -592,9 +662,11 @@ impl QueryLog {
                     self.retained -= 1;
                     excess = excess.saturating_sub(1);
                 } else {
+                    first_kept = self.first_id + i as u64;
                     break;
                 }
             }
+            self.anchors_from = first_kept;
         }
     }
 
@@ -699,6 +771,40 @@ pub fn components(edges: &[(String, String, f32)]) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The co-click list update equals "find or push, stable sort strongest first,
+        /// truncate", the form it replaced.
+        #[test]
+        fn co_click_updates_equal_the_sorted_form(
+            start in proptest::collection::vec((0u8..12, 0.1f32..5.0), 0..20),
+            adds in proptest::collection::vec(0u8..16, 1..40),
+            cap in 1usize..24,
+        ) {
+            let mut co: Vec<(String, f32)> = Vec::new();
+            for (id, w) in start {
+                let id = format!("item-{id:02}");
+                if !co.iter().any(|(o, _)| *o == id) {
+                    co.push((id, w));
+                }
+            }
+            co.sort_by(|a, b| b.1.total_cmp(&a.1));
+            co.truncate(cap);
+            let mut reference = co.clone();
+            for a in adds {
+                let other = format!("item-{a:02}");
+                add_co_click(&mut co, other.clone(), cap);
+                match reference.iter_mut().find(|(o, _)| *o == other) {
+                    Some((_, w)) => *w += 1.0,
+                    None => reference.push((other, 1.0)),
+                }
+                reference.sort_by(|a, b| b.1.total_cmp(&a.1));
+                reference.truncate(cap);
+                prop_assert_eq!(&co, &reference);
+            }
+        }
+    }
 
     #[test]
     fn ctr_is_smoothed_position_corrected_and_decays() {
@@ -779,6 +885,28 @@ mod tests {
             &off,
         );
         assert_eq!(log.retained(), 0);
+        // A long log, searches slightly out of order: the newest embeddings are the ones kept.
+        let long = ClickConfig {
+            query_log: 100_000,
+            retain_queries: 10,
+            ..ClickConfig::default()
+        };
+        let mut log = QueryLog::default();
+        for n in 0..50_000u64 {
+            let id = 1 + (n ^ 1); // 2, 1, 4, 3, ...
+            let entry = QueryEntry {
+                at: now_s(),
+                shown: vec![format!("i{id}")],
+                clicked: vec![],
+                anchor: Some(vec![id as f32]),
+            };
+            log.push(id, entry, &long);
+        }
+        assert_eq!(log.retained(), 10);
+        let kept: Vec<u64> = (1..=50_000u64)
+            .filter(|&id| log.get_mut(id).is_some_and(|e| e.anchor.is_some()))
+            .collect();
+        assert_eq!(kept, (49_991..=50_000).collect::<Vec<_>>());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! that fails or times out is left out and the answer is flagged `degraded`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -21,14 +21,15 @@ use vsa_protocol::{
     ActorInfo, InferenceTelemetry, ShardTelemetry, StageMetrics, Telemetry, WeightsInfo,
 };
 use vsa_protocol::{
-    BoxXywh, CategoryPrediction, ClickReply, ClickRequest, DeleteReply, FilterClause, HealthReply,
-    HealthState, InferenceStats, ItemContent, QueryInput, Scope, SearchHit, SearchRequest,
-    SearchResponse, ShardStats, StatsReply, UpsertReply, UpsertRequest,
+    BoxXywh, CategoryPrediction, ClickReply, ClickRequest, ClicksReply, DeleteReply, ErrorReply,
+    FilterClause, HealthReply, HealthState, InferenceStats, ItemContent, MAX_CLICK_BATCH,
+    QueryInput, Scope, SearchHit, SearchRequest, SearchResponse, ShardStats, StatsReply,
+    UpsertReply, UpsertRequest,
 };
 
 use crate::clicks::{
-    AggregatorArguments, AggregatorMessage, ClickConfig, QueryEntry, QueryLog, RerankWeights,
-    aggregator_of, now_s,
+    AggregatorArguments, AggregatorMessage, CLICK_BATCHES_QUEUED, ClickBatch, ClickConfig,
+    QueryEntry, QueryLog, RerankWeights, aggregator_of, now_s,
 };
 use crate::coordinator::{
     CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
@@ -182,7 +183,11 @@ struct Inner {
     aggregators: watch::Receiver<Vec<ActorRef<AggregatorMessage>>>,
     query_log: std::sync::Mutex<QueryLog>,
     weights: std::sync::RwLock<RerankWeights>,
+    /// Where the weights are kept across restarts (None: in memory only).
+    weights_file: Option<std::path::PathBuf>,
     clicks_rejected: AtomicU64,
+    /// Click batches sent to the aggregators and not yet applied.
+    click_batches_queued: Arc<AtomicUsize>,
     failures: FailureLog,
     shard_meters: ShardMeters,
     stages: HistogramSet,
@@ -229,6 +234,10 @@ impl Engine {
         let (agg_tx, agg_rx) = watch::channel(Vec::new());
         let failures = FailureLog::default();
         let click_dir = config.storage.dir.as_ref().map(|d| d.join("clicks"));
+        let weights_file = click_dir.as_ref().map(|d| d.join("weights.json"));
+        let weights = weights_file
+            .as_deref()
+            .map_or_else(RerankWeights::default, load_weights);
         let aggregators = (0..config.clicks.aggregators.max(1))
             .map(|index| AggregatorArguments {
                 index,
@@ -280,8 +289,10 @@ impl Engine {
                 rate: RateMeter::default(),
                 aggregators: agg_rx,
                 query_log: std::sync::Mutex::new(QueryLog::default()),
-                weights: std::sync::RwLock::new(RerankWeights::default()),
+                weights: std::sync::RwLock::new(weights),
+                weights_file,
                 clicks_rejected: AtomicU64::new(0),
+                click_batches_queued: Arc::new(AtomicUsize::new(0)),
                 failures,
                 shard_meters: ShardMeters::default(),
                 stages: HistogramSet::default(),
@@ -718,7 +729,10 @@ impl Engine {
             let fused = fuse_distributions(&knn, &model_branch, preset.knn_weight);
             if preset.category_weight != 0.0 {
                 for h in &mut hits {
-                    let p = fused.iter().find(|(c, _)| *c == h.category).map_or(0.0, |f| f.1);
+                    let p = fused
+                        .iter()
+                        .find(|(c, _)| *c == h.category)
+                        .map_or(0.0, |f| f.1);
                     // Part of the visual score the rerank weighs (and `--explain` shows).
                     h.visual += preset.category_weight * p;
                     h.score += preset.category_weight * p;
@@ -865,36 +879,13 @@ impl Engine {
     /// that position), then counted for the item and as a co-click with the items clicked
     /// before for the same query. A rejected click is counted.
     pub async fn click(&self, req: ClickRequest) -> Result<ClickReply> {
-        let reject = |e: EngineError| {
-            self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
-            Err(e)
-        };
         let before = {
             let Ok(mut log) = self.inner.query_log.lock() else {
                 return Err(EngineError::Internal("query log poisoned".into()));
             };
-            let Some(entry) = log.get_mut(req.query_id) else {
-                drop(log);
-                return reject(EngineError::UnknownQuery(req.query_id));
-            };
-            match entry.shown.get(req.position as usize) {
-                Some(id) if *id == req.item_id => {}
-                _ => {
-                    let m = format!(
-                        "item {:?} was not shown at position {} for query {}",
-                        req.item_id, req.position, req.query_id
-                    );
-                    drop(log);
-                    return reject(EngineError::BadRequest(m));
-                }
-            }
-            if entry.clicked.contains(&req.item_id) {
-                None // a repeated click on the same result counts once
-            } else {
-                let before = entry.clicked.clone();
-                entry.clicked.push(req.item_id.clone());
-                Some(before)
-            }
+            check_click(&mut log, &req).inspect_err(|_| {
+                self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+            })?
         };
         let aggs = self.inner.aggregators.borrow().clone();
         if aggs.is_empty() {
@@ -939,6 +930,72 @@ impl Engine {
         })
     }
 
+    /// A batch of clicks ([`Request::Clicks`](vsa_protocol::Request::Clicks)): each checked
+    /// as [`Engine::click`] checks one, the good ones handed to the aggregators in one message
+    /// per aggregator (the clicks and both directions of every co-click), without waiting for
+    /// them. `Busy` while the aggregators are more than [`CLICK_BATCHES_QUEUED`] batches behind.
+    pub fn clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
+        if batch.len() > MAX_CLICK_BATCH {
+            return Err(EngineError::BadRequest(format!(
+                "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
+                batch.len()
+            )));
+        }
+        let queued = &self.inner.click_batches_queued;
+        if queued.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED {
+            return Err(EngineError::Busy(
+                "the click aggregators are behind; retry shortly",
+            ));
+        }
+        let aggs = self.inner.aggregators.borrow().clone();
+        if aggs.is_empty() {
+            return Err(EngineError::Unavailable("no click aggregator".into()));
+        }
+        let mut work: Vec<ClickBatch> = (0..aggs.len()).map(|_| ClickBatch::default()).collect();
+        let mut reply = ClicksReply::default();
+        {
+            let Ok(mut log) = self.inner.query_log.lock() else {
+                return Err(EngineError::Internal("query log poisoned".into()));
+            };
+            for (i, req) in batch.into_iter().enumerate() {
+                match check_click(&mut log, &req) {
+                    Err(e) => {
+                        self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+                        reply
+                            .rejected
+                            .push((i as u32, ErrorReply::new(e.code(), e.to_string())));
+                    }
+                    Ok(None) => reply.repeated += 1,
+                    Ok(Some(before)) => {
+                        let owner = aggregator_of(&req.item_id, aggs.len());
+                        for other in before {
+                            work[owner].co.push((req.item_id.clone(), other.clone()));
+                            work[aggregator_of(&other, aggs.len())]
+                                .co
+                                .push((other, req.item_id.clone()));
+                        }
+                        work[owner].clicks.push(req.item_id);
+                        reply.accepted += 1;
+                    }
+                }
+            }
+        }
+        let now = now_s();
+        for (a, mut w) in aggs.iter().zip(work) {
+            if w.clicks.is_empty() && w.co.is_empty() {
+                continue;
+            }
+            w.now = now;
+            queued.fetch_add(1, Ordering::Relaxed);
+            w.queued = Some(queued.clone());
+            // A failed send drops the batch, which takes it off the count.
+            if let Err(e) = a.send_message(AggregatorMessage::Batch(w)) {
+                tracing::warn!(error = %e, "a click aggregator is gone; its share of a batch is lost");
+            }
+        }
+        Ok(reply)
+    }
+
     /// Replaces reranking weights (`(component, weight)`; empty: just read them).
     pub fn set_weights(&self, changes: &[(String, f32)]) -> Result<RerankWeights> {
         let mut w = self
@@ -947,6 +1004,22 @@ impl Engine {
             .write()
             .map_err(|_| EngineError::Internal("weights lock poisoned".into()))?;
         let next = w.apply(changes).map_err(EngineError::BadRequest)?;
+        if changes.is_empty() {
+            return Ok(next);
+        }
+        // Kept before they take effect, so a version a response carried is never reused
+        // after a restart.
+        if let Some(file) = &self.inner.weights_file {
+            let bytes = serde_json::to_vec_pretty(&next)
+                .map_err(|e| EngineError::Internal(format!("weights: {e}")))?;
+            file.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .map_err(|e| EngineError::Internal(format!("{}: {e}", file.display())))
+                .and_then(|()| {
+                    crate::durability::write_atomic(file, &bytes)
+                        .map_err(|e| EngineError::Internal(e.to_string()))
+                })?;
+        }
         *w = next.clone();
         Ok(next)
     }
@@ -1553,6 +1626,46 @@ fn filter_from(clauses: &[FilterClause]) -> Result<Option<Filter>> {
     Ok(Some(f))
 }
 
+/// The weights saved in `file`; the defaults when there is none or it is unreadable (said in
+/// the log).
+fn load_weights(file: &std::path::Path) -> RerankWeights {
+    match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %file.display(), error = %e, "reranking weights unreadable; using the defaults");
+            RerankWeights::default()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RerankWeights::default(),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "reranking weights unreadable; using the defaults");
+            RerankWeights::default()
+        }
+    }
+}
+
+/// Checks a click against the query log: it must have been shown there, at that position.
+/// `Some(items clicked before for the same query)` for a new click (now marked as clicked),
+/// `None` for a repeat.
+fn check_click(log: &mut QueryLog, req: &ClickRequest) -> Result<Option<Vec<String>>> {
+    let Some(entry) = log.get_mut(req.query_id) else {
+        return Err(EngineError::UnknownQuery(req.query_id));
+    };
+    match entry.shown.get(req.position as usize) {
+        Some(id) if *id == req.item_id => {}
+        _ => {
+            return Err(EngineError::BadRequest(format!(
+                "item {:?} was not shown at position {} for query {}",
+                req.item_id, req.position, req.query_id
+            )));
+        }
+    }
+    if entry.clicked.contains(&req.item_id) {
+        return Ok(None); // a repeated click on the same result counts once
+    }
+    let before = entry.clicked.clone();
+    entry.clicked.push(req.item_id.clone());
+    Ok(Some(before))
+}
+
 /// Pailitao's search branch of category prediction: the top `vote_k` neighbours vote for
 /// their category with weight `exp((s − s₁) / t)`; confidence is the winner's share.
 pub fn vote_category(hits: &[PartitionHit], vote_k: usize, t: f32) -> Option<CategoryPrediction> {
@@ -1621,7 +1734,12 @@ pub fn fuse_categories(
     model: &[(String, f32)],
     knn_weight: f32,
 ) -> Option<CategoryPrediction> {
-    predict_category(fuse_distributions(knn, model, knn_weight), knn, model, false)
+    predict_category(
+        fuse_distributions(knn, model, knn_weight),
+        knn,
+        model,
+        false,
+    )
 }
 
 /// The fused distribution of [`fuse_categories`], best first (empty when both are).

@@ -12,8 +12,8 @@ use vsa_protocol::{ErrorCode, RequestMetrics, Response};
 
 /// The kinds counted, in the order reported (`Request::kind` names plus `invalid` for frames
 /// that did not decode).
-const KINDS: [&str; 9] = [
-    "search", "upsert", "delete", "click", "stats", "health", "admin", "hello", "invalid",
+const KINDS: [&str; 10] = [
+    "search", "upsert", "delete", "click", "clicks", "stats", "health", "admin", "hello", "invalid",
 ];
 
 #[derive(Debug, Default)]

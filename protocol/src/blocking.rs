@@ -331,6 +331,14 @@ impl<S: Read + Write> BlockingClient<S> {
         }
     }
 
+    /// Reports a batch of clicks (at most [`crate::MAX_CLICK_BATCH`]).
+    pub fn clicks(&mut self, clicks: Vec<crate::ClickRequest>) -> Result<crate::ClicksReply> {
+        match self.call(Request::Clicks(clicks))? {
+            Response::ClicksAccepted(r) => Ok(r),
+            other => Err(unexpected("clicks", other)),
+        }
+    }
+
     /// An admin action, authorised with [`ClientOptions::admin_token`].
     pub fn admin(&mut self, action: AdminAction) -> Result<AdminReply> {
         let request = self.options.admin_request(action);

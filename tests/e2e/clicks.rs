@@ -142,14 +142,118 @@ fn clicks_lift_an_item_only_with_the_ctr_weight_and_survive_a_restart() {
     set_ctr_weight(&mut client, 0.0);
     assert_eq!(rank(&search(&mut client, &q), &target), Some(5));
 
-    // Restart: the aggregates are back (weights are configuration: set again).
+    // Restart: the aggregates are back, and so are the weights with their version (a
+    // version a response carried is never reused for other weights).
+    let kept = set_ctr_weight(&mut client, 1.0);
     drop(client);
     assert!(server.terminate().success());
     let server = Server::start_in(dir.path(), "");
     let mut client = server.client();
     assert_eq!(click_stats(&mut client)["clicks"], 30);
+    let after = search(&mut client, &q);
+    assert_eq!(after.weights_version, kept);
+    assert!(rank(&after, &target).is_some_and(|r| r < 5));
+    assert!(set_ctr_weight(&mut client, 0.0) > kept);
+}
+
+/// A `Clicks` batch: good clicks count (repeats once), bad ones are refused one by one with
+/// their index and code while the rest of the batch lands; co-clicks of a batch are recorded;
+/// an oversized batch is refused whole; the batched clicks lift the item like single ones.
+#[test]
+fn a_batch_of_clicks_counts_the_good_ones_and_refuses_the_bad_ones() {
+    let server = Server::start("");
+    let mut client = server.client();
+    catalogue(&mut client);
+    let q = query(1);
+    let first = search(&mut client, &q);
+    let target = first.hits[5].id.clone();
+    let mut batch = Vec::new();
+    for _ in 0..20 {
+        let r = search(&mut client, &q);
+        let pos = rank(&r, &target).expect("target shown");
+        batch.push(ClickRequest {
+            query_id: r.query_id,
+            item_id: target.clone(),
+            position: pos as u32,
+        });
+        // Its neighbour in the list, clicked for the same query: a co-click.
+        batch.push(ClickRequest {
+            query_id: r.query_id,
+            item_id: r.hits[pos + 1].id.clone(),
+            position: pos as u32 + 1,
+        });
+    }
+    let repeat = batch[0].clone();
+    batch.push(repeat);
+    batch.push(ClickRequest {
+        query_id: 9_999_999,
+        item_id: target.clone(),
+        position: 0,
+    });
+    batch.push(ClickRequest {
+        query_id: first.query_id,
+        item_id: "item-99999".into(),
+        position: 2,
+    });
+    let reply = client.clicks(batch).expect("batch");
+    assert_eq!((reply.accepted, reply.repeated), (40, 1), "{reply:?}");
+    let codes: Vec<(u32, ErrorCode)> = reply.rejected.iter().map(|(i, e)| (*i, e.code)).collect();
+    assert_eq!(
+        codes,
+        vec![(41, ErrorCode::UnknownQuery), (42, ErrorCode::BadRequest)]
+    );
+
+    let too_many = vec![batch_click(&first, 0); vsa_protocol::MAX_CLICK_BATCH + 1];
+    let refused = client.clicks(too_many);
+    assert!(
+        matches!(refused, Err(ProtocolError::Server(ref e)) if e.code == ErrorCode::BadRequest),
+        "{refused:?}"
+    );
+    // The aggregators apply a batch after the reply: wait for the counts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let s = click_stats(&mut client);
+        if s["clicks"] == 40 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(stats["clicks"], 40, "{stats}");
+    assert_eq!(stats["rejected"], 2);
     set_ctr_weight(&mut client, 1.0);
-    assert!(rank(&search(&mut client, &q), &target).is_some_and(|r| r < 5));
+    let lifted = search(&mut client, &q);
+    assert!(
+        rank(&lifted, &target).is_some_and(|r| r < 5),
+        "{:?}",
+        lifted.hits
+    );
+    // The co-clicks became edges: one virtual-ID group holds the target and its neighbour.
+    let neighbour = first.hits[6].id.clone();
+    let export = client
+        .admin(AdminAction::ExportClicks {
+            offset: 0,
+            limit: 1,
+        })
+        .expect("export");
+    let export: serde_json::Value =
+        serde_json::from_str(&export.payload.expect("payload")).unwrap();
+    let groups = export["virtual_ids"].as_array().expect("virtual ids");
+    assert!(
+        groups.iter().any(|g| {
+            let items = g["items"].as_array().expect("items");
+            items.iter().any(|i| i == target.as_str())
+                && items.iter().any(|i| i == neighbour.as_str())
+        }),
+        "{groups:?}"
+    );
+}
+
+fn batch_click(r: &SearchResponse, pos: usize) -> ClickRequest {
+    ClickRequest {
+        query_id: r.query_id,
+        item_id: r.hits[pos].id.clone(),
+        position: pos as u32,
+    }
 }
 
 #[test]

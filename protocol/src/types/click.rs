@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ErrorReply;
+
 /// A click on result `item_id`, shown at `position` (0-based) for query `query_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClickRequest {
@@ -23,4 +25,21 @@ pub struct ClickReply {
     pub item_id: String,
     /// The item's smoothed CTR after this click.
     pub ctr: f32,
+}
+
+/// Most clicks one [`crate::Request::Clicks`] may carry.
+pub const MAX_CLICK_BATCH: usize = 10_000;
+
+/// The answer to a batch of clicks ([`crate::Request::Clicks`]): each click is checked like a
+/// single one; the good ones are counted even when others are refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClicksReply {
+    /// New clicks, handed to the aggregators.
+    pub accepted: u32,
+    /// Clicks on a result already clicked for the same query (counted once, as a single
+    /// click would be).
+    pub repeated: u32,
+    /// The refused ones: their index in the batch and why (an unknown query, an item not
+    /// shown at that position).
+    pub rejected: Vec<(u32, ErrorReply)>,
 }

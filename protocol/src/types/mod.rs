@@ -28,7 +28,7 @@ mod telemetry;
 mod upsert;
 
 pub use admin::{AdminAction, AdminReply, AdminRequest};
-pub use click::{ClickReply, ClickRequest};
+pub use click::{ClickReply, ClickRequest, ClicksReply, MAX_CLICK_BATCH};
 pub use delete::{DeleteReply, DeleteRequest};
 pub use error_reply::ErrorReply;
 pub use health::{HealthCheck, HealthReply, HealthState};
@@ -76,6 +76,9 @@ pub enum Request {
     /// Counters and latency histograms for monitoring (answered with `Response::Telemetry`
     /// without the log tail); needs no admin token.
     Metrics,
+    /// Clicks in one frame (at most [`MAX_CLICK_BATCH`]), for senders that forward a click
+    /// stream: checked one by one like [`Request::Click`], absorbed without a reply per click.
+    Clicks(Vec<ClickRequest>),
 }
 
 impl Request {
@@ -91,6 +94,7 @@ impl Request {
             Request::Admin(_) => "admin",
             Request::Click(_) => "click",
             Request::Metrics => "metrics",
+            Request::Clicks(_) => "clicks",
         }
     }
 }
@@ -120,6 +124,8 @@ pub enum Response {
     Clicked(ClickReply),
     /// Answer to [`AdminAction::Telemetry`].
     Telemetry(Box<Telemetry>),
+    /// Answer to [`Request::Clicks`].
+    ClicksAccepted(ClicksReply),
 }
 
 impl Response {
@@ -141,6 +147,7 @@ impl Response {
             Response::Error(_) => "error",
             Response::Clicked(_) => "clicked",
             Response::Telemetry(_) => "telemetry",
+            Response::ClicksAccepted(_) => "clicks_accepted",
         }
     }
 }

@@ -49,6 +49,14 @@ fn request_variant_indices_are_stable() {
         }),
         &[6, 1, b't', 6],
     );
+    golden(
+        Request::Clicks(vec![ClickRequest {
+            query_id: 3,
+            item_id: "i".into(),
+            position: 2,
+        }]),
+        &[9, 1, 3, 1, b'i', 2],
+    );
 }
 
 #[test]
@@ -105,6 +113,14 @@ fn response_variant_indices_are_stable() {
     golden(
         Response::error(ErrorCode::Busy, "x"),
         &[7, 4, b'b', b'u', b's', b'y', 1, b'x'],
+    );
+    golden(
+        Response::ClicksAccepted(ClicksReply {
+            accepted: 2,
+            repeated: 1,
+            rejected: vec![(4, ErrorReply::new(ErrorCode::Busy, "x"))],
+        }),
+        &[10, 2, 1, 1, 4, 4, b'b', b'u', b's', b'y', 1, b'x'],
     );
 }
 

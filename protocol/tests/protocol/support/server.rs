@@ -117,6 +117,11 @@ impl Toy {
                 item_id: click.item_id,
                 ctr: 0.5,
             }),
+            Request::Clicks(clicks) => Response::ClicksAccepted(vsa_protocol::ClicksReply {
+                accepted: clicks.len() as u32,
+                repeated: 0,
+                rejected: Vec::new(),
+            }),
         }
     }
 
