@@ -242,7 +242,12 @@ unsafe fn dot_f16_avx2(q: &[f32], e: &[f16]) -> f32 {
     }
     while i + 8 <= n {
         // SAFETY: reads 8 f32 and 8 f16 at i, and i + 8 ≤ n.
-        let (x, h) = unsafe { (_mm256_loadu_ps(qp.add(i)), _mm_loadu_si128(ep.add(i).cast())) };
+        let (x, h) = unsafe {
+            (
+                _mm256_loadu_ps(qp.add(i)),
+                _mm_loadu_si128(ep.add(i).cast()),
+            )
+        };
         acc[0] = _mm256_fmadd_ps(x, _mm256_cvtph_ps(h), acc[0]);
         i += 8;
     }

@@ -192,7 +192,10 @@ fn a_large_snapshot_is_the_framed_disk_items_byte_for_byte() {
             let mut r = ItemRecord::new(
                 format!("item-{i}"),
                 format!("cat-{}", i % 3),
-                vec![("colour".into(), "red".into()), ("size".into(), format!("{i}"))],
+                vec![
+                    ("colour".into(), "red".into()),
+                    ("size".into(), format!("{i}")),
+                ],
                 vec![("title".into(), format!("title of {i}"))],
                 &dims.iter().map(|v| v + i as f32 * 1e-3).collect::<Vec<_>>(),
             );
@@ -211,14 +214,21 @@ fn a_large_snapshot_is_the_framed_disk_items_byte_for_byte() {
     let size = snapshot::write_limited(&path, &header, &items, 10_000).expect("write");
     let bytes = std::fs::read(&path).expect("bytes");
     assert_eq!(size, bytes.len() as u64);
-    assert!(size > 3 * snapshot::WRITEBACK_BYTES, "{size} bytes: too few ranges");
+    assert!(
+        size > 3 * snapshot::WRITEBACK_BYTES,
+        "{size} bytes: too few ranges"
+    );
     let mut expected = snapshot::MAGIC.to_vec();
     expected.extend_from_slice(&snapshot::VERSION.to_le_bytes());
     expected.extend(super::record::encode_framed(&header).expect("header"));
     for item in &items {
-        expected.extend(super::record::encode_framed(&DiskItem::from(item.as_ref())).expect("item"));
+        expected
+            .extend(super::record::encode_framed(&DiskItem::from(item.as_ref())).expect("item"));
     }
-    assert!(bytes == expected, "the snapshot differs from the framed items");
+    assert!(
+        bytes == expected,
+        "the snapshot differs from the framed items"
+    );
     let snap = snapshot::read(&path).expect("read");
     assert_eq!(snap.items.len(), items.len());
     assert_eq!(snap.items[11_999], *items[11_999]);

@@ -10,8 +10,9 @@
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin durability_bench -- [--items N]
 //! [--ingest-items M] [--vsa target/release/vsa] [--interleave-s 150] [--quiet-s 12]
-//! [--rounds 3]` (`--rounds 0` skips the ingest runs). Needs `./scripts/setup.sh` (the server loads
-//! the model at start).
+//! [--rounds 3] [--window 32]` (`--rounds 0` skips the ingest runs, `--items 0` the rest;
+//! `--window` is the requests in flight per ingest client). Needs `./scripts/setup.sh` (the
+//! server loads the model at start).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ fn main() -> Res<()> {
     let mut interleave_s: f64 = 150.0;
     let mut quiet_s: f64 = 12.0;
     let mut rounds: usize = 3;
+    let mut window: usize = 32;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -40,6 +42,7 @@ fn main() -> Res<()> {
             "--interleave-s" => interleave_s = args.next().ok_or("--interleave-s S")?.parse()?,
             "--quiet-s" => quiet_s = args.next().ok_or("--quiet-s S")?.parse()?,
             "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
+            "--window" => window = args.next().ok_or("--window N")?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -49,9 +52,13 @@ fn main() -> Res<()> {
     let quiet_index = "[index]\nfit_threshold = 1000000000\n";
 
     if rounds > 0 {
-        ingest_policies(&vsa, &root, ingest_items, rounds, quiet_index)?;
+        ingest_policies(&vsa, &root, ingest_items, rounds, window, quiet_index)?;
     }
 
+    if items == 0 {
+        let _ = std::fs::remove_dir_all(&root);
+        return Ok(());
+    }
     println!("\n## recovery and snapshots at {items} items");
     let dir = root.join("big");
     let toml = format!(
@@ -180,7 +187,14 @@ fn main() -> Res<()> {
 /// Ingest throughput under each storage policy, `rounds` times in turn (so a change in the
 /// shared machine's load touches every policy), each from a fresh server: prints each round
 /// and the best of each policy, and the ratios to `fsync = never` of the same round and best.
-fn ingest_policies(vsa: &Path, root: &Path, items: u64, rounds: usize, extra: &str) -> Res<()> {
+fn ingest_policies(
+    vsa: &Path,
+    root: &Path,
+    items: u64,
+    rounds: usize,
+    window: usize,
+    extra: &str,
+) -> Res<()> {
     let policies = [
         ("in memory (no log)", "[server]\nin_memory = true\n"),
         ("fsync = never", "[storage]\nfsync = \"never\"\n"),
@@ -194,22 +208,24 @@ fn ingest_policies(vsa: &Path, root: &Path, items: u64, rounds: usize, extra: &s
         ),
     ];
     println!(
-        "## ingest throughput ({items} embedding upserts, 4 clients × 32 in flight, {rounds} rounds in turn)"
+        "## ingest throughput ({items} embedding upserts, 4 clients × {window} in flight, {rounds} rounds in turn)"
     );
     let mut rates = vec![Vec::new(); policies.len()];
     for _ in 0..rounds {
         for (i, (label, toml)) in policies.iter().enumerate() {
             let dir = root.join(label.replace([' ', '=', '(', ')'], "_"));
             let server = Server::start(vsa, &dir, &format!("{toml}{extra}"))?;
-            ingest(&server, 0, 1000, 4, 32)?; // warm-up
-            rates[i].push(ingest(&server, 1000, 1000 + items, 4, 32)?);
+            ingest(&server, 0, 1000, 4, window)?; // warm-up
+            rates[i].push(ingest(&server, 1000, 1000 + items, 4, window)?);
             drop(server);
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
     let best = |r: &[f64]| r.iter().copied().fold(f64::NAN, f64::max);
     let never = &rates[1];
-    println!("| storage | items/s, each round | vs never, each round | best | best vs best never |");
+    println!(
+        "| storage | items/s, each round | vs never, each round | best | best vs best never |"
+    );
     println!("|---|---|---|---|---|");
     for ((label, _), r) in policies.iter().zip(&rates) {
         let each: Vec<String> = r.iter().map(|v| format!("{v:.0}")).collect();
