@@ -93,6 +93,18 @@ pub fn requests() -> Vec<Request> {
             item_id: "item-2".into(),
             position: 3,
         }),
+        Request::Clicks(vec![
+            ClickRequest {
+                query_id: 7,
+                item_id: "item-3".into(),
+                position: 0,
+            },
+            ClickRequest {
+                query_id: u64::MAX,
+                item_id: String::new(),
+                position: u32::MAX,
+            },
+        ]),
     ];
     let actions = vec![
         AdminAction::PanicActor {
