@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! Engine::search ── hits at positions ──▶ QueryLog (bounded) + Impressions ──▶ ClickAggregator[hash(id) % n]
-//! Engine::click  ── checked against the QueryLog ──▶ Click (+ CoClick to the items clicked
+//! Engine::click  ── checked against the QueryLog ──▶ Click (+ a Batch of co-clicks with the items clicked
 //!                                                   for the same query) ──▶ aggregators
+//! Engine::clicks ── each click checked the same way ──▶ one Batch per aggregator (not awaited)
 //! Engine::search (ctr weight ≠ 0) ── Ctrs(ids) ──▶ aggregators ──▶ rerank
 //! ```
 //!
@@ -275,8 +276,6 @@ pub enum AggregatorMessage {
     Impressions(Vec<(String, u32)>, f64),
     /// A click; replies with the item's CTR after it.
     Click(String, f64, RpcReplyPort<f32>),
-    /// `item` was clicked for the same query as `other`.
-    CoClick(String, String, f64),
     /// Smoothed CTRs of items (prior for unknown ones).
     Ctrs(Vec<String>, f64, RpcReplyPort<Vec<f32>>),
     /// The top `n` items by CTR (with at least one click).
@@ -485,12 +484,6 @@ impl Actor for ClickAggregator {
                 }
                 state.dirty = true;
                 // Dropping the batch takes it off the engine's count.
-            }
-            AggregatorMessage::CoClick(id, other, now) => {
-                let cap = state.config.co_click_edges.max(1);
-                let e = state.entry(id, now);
-                add_co_click(&mut e.co, other, cap);
-                state.dirty = true;
             }
             AggregatorMessage::Ctrs(ids, now, reply) => {
                 let cfg = &state.config;

@@ -895,14 +895,15 @@ impl Engine {
         let owner = &aggs[aggregator_of(&req.item_id, aggs.len())];
         let ctr = match before {
             Some(before) => {
-                for other in before {
-                    let _ = owner.send_message(AggregatorMessage::CoClick(
-                        req.item_id.clone(),
-                        other.clone(),
-                        now,
-                    ));
-                    let _ = aggs[aggregator_of(&other, aggs.len())]
-                        .send_message(AggregatorMessage::CoClick(other, req.item_id.clone(), now));
+                // The co-clicks as a batch would carry them; the click itself is a call, for
+                // the CTR the reply carries (same mailbox, so it is applied after them).
+                let mut work = empty_batches(aggs.len());
+                route_co_clicks(&mut work, &req.item_id, before);
+                for (a, mut w) in aggs.iter().zip(work) {
+                    if !w.co.is_empty() {
+                        w.now = now;
+                        let _ = a.send_message(AggregatorMessage::Batch(w));
+                    }
                 }
                 ractor::call_t!(
                     owner,
@@ -951,7 +952,7 @@ impl Engine {
         if aggs.is_empty() {
             return Err(EngineError::Unavailable("no click aggregator".into()));
         }
-        let mut work: Vec<ClickBatch> = (0..aggs.len()).map(|_| ClickBatch::default()).collect();
+        let mut work = empty_batches(aggs.len());
         let mut reply = ClicksReply::default();
         {
             let Ok(mut log) = self.inner.query_log.lock() else {
@@ -967,14 +968,10 @@ impl Engine {
                     }
                     Ok(None) => reply.repeated += 1,
                     Ok(Some(before)) => {
-                        let owner = aggregator_of(&req.item_id, aggs.len());
-                        for other in before {
-                            work[owner].co.push((req.item_id.clone(), other.clone()));
-                            work[aggregator_of(&other, aggs.len())]
-                                .co
-                                .push((other, req.item_id.clone()));
-                        }
-                        work[owner].clicks.push(req.item_id);
+                        route_co_clicks(&mut work, &req.item_id, before);
+                        work[aggregator_of(&req.item_id, aggs.len())]
+                            .clicks
+                            .push(req.item_id);
                         reply.accepted += 1;
                     }
                 }
@@ -1642,6 +1639,26 @@ fn load_weights(file: &std::path::Path) -> RerankWeights {
     }
 }
 
+/// One empty batch per aggregator.
+fn empty_batches(aggregators: usize) -> Vec<ClickBatch> {
+    (0..aggregators).map(|_| ClickBatch::default()).collect()
+}
+
+/// Files the co-clicks of a new click on `item` with each of `before` (the items clicked
+/// earlier for the same query), both directions, in the batch of the aggregator that owns
+/// each edge's first item.
+fn route_co_clicks(work: &mut [ClickBatch], item: &str, before: Vec<String>) {
+    let n = work.len();
+    for other in before {
+        work[aggregator_of(item, n)]
+            .co
+            .push((item.to_string(), other.clone()));
+        work[aggregator_of(&other, n)]
+            .co
+            .push((other, item.to_string()));
+    }
+}
+
 /// Checks a click against the query log: it must have been shown there, at that position.
 /// `Some(items clicked before for the same query)` for a new click (now marked as clicked),
 /// `None` for a repeat.
@@ -1774,12 +1791,11 @@ pub fn top_level(category: &str) -> &str {
 /// A prediction from a fused distribution (best first): its best category or, `hierarchical`,
 /// the best category of the top level with the largest summed probability.
 pub fn predict_category(
-    fused: Vec<(String, f32)>,
+    mut fused: Vec<(String, f32)>,
     knn: &[(String, f32)],
     model: &[(String, f32)],
     hierarchical: bool,
 ) -> Option<CategoryPrediction> {
-    let mut fused = fused;
     if hierarchical && let Some(level) = best_top_level(&fused) {
         // Stable: within the chosen top level, and among the rest, the order stays.
         fused.sort_by_key(|(c, _)| top_level(c) != level);

@@ -111,17 +111,25 @@ pub fn shard_for(id: &str, shards: usize) -> usize {
     (crc32fast::hash(id.as_bytes()) as usize) % shards.max(1)
 }
 
-/// Frames one payload: header + bytes.
-pub fn frame_payload(payload: &[u8]) -> Result<Vec<u8>> {
+/// The header that frames `payload`: its length and CRC32.
+pub fn record_header(payload: &[u8]) -> Result<[u8; RECORD_HEADER]> {
     if payload.len() > MAX_RECORD {
         return Err(DurabilityError::Encode(format!(
             "record of {} bytes exceeds {MAX_RECORD}",
             payload.len()
         )));
     }
+    let mut head = [0u8; RECORD_HEADER];
+    head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    Ok(head)
+}
+
+/// Frames one payload: header + bytes.
+pub fn frame_payload(payload: &[u8]) -> Result<Vec<u8>> {
+    let head = record_header(payload)?;
     let mut out = Vec::with_capacity(RECORD_HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&head);
     out.extend_from_slice(payload);
     Ok(out)
 }

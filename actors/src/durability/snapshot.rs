@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::record::{
-    DiskItem, MAX_RECORD, RECORD_HEADER, decode_payload, encode_framed, parse_header,
+    DiskItem, RECORD_HEADER, decode_payload, encode_framed, parse_header, record_header,
 };
 use super::{DurabilityError, Result, sync_dir};
 use crate::store::ItemRecord;
@@ -134,20 +134,6 @@ fn encode_item(item: &ItemRecord, embedding: &mut Vec<u8>) -> Result<Vec<u8>> {
         quality: &item.quality,
     })
     .map_err(|e| DurabilityError::Encode(e.to_string()))
-}
-
-/// The record header of `payload` (what [`super::record::frame_payload`] puts before it).
-fn record_header(payload: &[u8]) -> Result<[u8; RECORD_HEADER]> {
-    if payload.len() > MAX_RECORD {
-        return Err(DurabilityError::Encode(format!(
-            "record of {} bytes exceeds {MAX_RECORD}",
-            payload.len()
-        )));
-    }
-    let mut head = [0u8; RECORD_HEADER];
-    head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    Ok(head)
 }
 
 /// Incremental write-back of a file being written (Linux: `sync_file_range`; elsewhere
