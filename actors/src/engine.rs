@@ -29,7 +29,8 @@ use vsa_protocol::{
 
 use crate::clicks::{
     AggregatorArguments, AggregatorMessage, CLICK_BATCHES_QUEUED, ClickBatch, ClickConfig,
-    QueryEntry, QueryLog, RerankWeights, aggregator_of, now_s,
+    ClickRuntime, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH, IMPRESSIONS_PENDING, Impressions,
+    QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
 };
 use crate::coordinator::{
     CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
@@ -188,9 +189,70 @@ struct Inner {
     clicks_rejected: AtomicU64,
     /// Click batches sent to the aggregators and not yet applied.
     click_batches_queued: Arc<AtomicUsize>,
+    /// Where the aggregators save their state (None: in memory only).
+    click_dir: Option<std::path::PathBuf>,
+    /// Impressions not yet sent to the aggregators.
+    pending_impressions: std::sync::Mutex<PendingImpressions>,
+    /// Batches of impressions alone sent and not yet applied.
+    impression_batches_queued: Arc<AtomicUsize>,
+    /// Impressions dropped because the aggregators were too far behind.
+    impressions_dropped: AtomicU64,
+    /// The aggregators' thread (stops when the engine is dropped).
+    _click_runtime: ClickRuntime,
     failures: FailureLog,
     shard_meters: ShardMeters,
     stages: HistogramSet,
+}
+
+/// Impressions kept in the engine until the next flush, one list per aggregator.
+#[derive(Debug, Default)]
+struct PendingImpressions {
+    per: Vec<Vec<Impressions>>,
+    searches: usize,
+}
+
+impl Inner {
+    /// Takes the pending impressions, one list per aggregator (empty lists when none).
+    fn take_impressions(&self, aggregators: usize) -> Vec<Vec<Impressions>> {
+        let mut per = self
+            .pending_impressions
+            .lock()
+            .map(|mut p| {
+                p.searches = 0;
+                std::mem::take(&mut p.per)
+            })
+            .unwrap_or_default();
+        per.resize_with(aggregators, Vec::new);
+        per
+    }
+
+    /// Sends the pending impressions on, one batch per aggregator; drops (and counts) them
+    /// while the aggregators are [`IMPRESSION_BATCHES_QUEUED`] batches behind.
+    fn flush_impressions(&self) {
+        let aggs = self.aggregators.borrow().clone();
+        let per = self.take_impressions(aggs.len());
+        let queued = &self.impression_batches_queued;
+        for (a, impressions) in aggs.iter().zip(per) {
+            if impressions.is_empty() {
+                continue;
+            }
+            if queued.load(Ordering::Relaxed) >= IMPRESSION_BATCHES_QUEUED {
+                let n: usize = impressions.iter().map(|i| i.mine.len()).sum();
+                self.impressions_dropped
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                continue;
+            }
+            queued.fetch_add(1, Ordering::Relaxed);
+            let batch = ClickBatch {
+                impressions,
+                clicks: Vec::new(),
+                co: Vec::new(),
+                now: now_s(),
+                queued: Some(queued.clone()),
+            };
+            let _ = a.send_message(AggregatorMessage::Batch(batch));
+        }
+    }
 }
 
 /// An item image's embedding, colour histogram and quality signals.
@@ -238,13 +300,16 @@ impl Engine {
         let weights = weights_file
             .as_deref()
             .map_or_else(RerankWeights::default, load_weights);
-        let aggregators = (0..config.clicks.aggregators.max(1))
+        let click_runtime = ClickRuntime::start()
+            .map_err(|e| EngineError::Internal(format!("starting the click runtime: {e}")))?;
+        let count = config.clicks.aggregators.max(1);
+        let aggregators = (0..count)
             .map(|index| AggregatorArguments {
                 index,
+                count,
                 config: config.clicks.clone(),
-                file: click_dir
-                    .as_ref()
-                    .map(|d| d.join(format!("aggregator-{index}.state"))),
+                dir: click_dir.clone(),
+                runtime: Some(click_runtime.handle()),
             })
             .collect();
         let args = RootArguments {
@@ -273,7 +338,8 @@ impl Engine {
             0 => config.pool.workers.max(1),
             n => n,
         };
-        Ok(Engine {
+        let flusher = click_runtime.handle();
+        let engine = Engine {
             inner: Arc::new(Inner {
                 config,
                 manifest,
@@ -293,11 +359,28 @@ impl Engine {
                 weights_file,
                 clicks_rejected: AtomicU64::new(0),
                 click_batches_queued: Arc::new(AtomicUsize::new(0)),
+                click_dir,
+                pending_impressions: std::sync::Mutex::new(PendingImpressions::default()),
+                impression_batches_queued: Arc::new(AtomicUsize::new(0)),
+                impressions_dropped: AtomicU64::new(0),
+                _click_runtime: click_runtime,
                 failures,
                 shard_meters: ShardMeters::default(),
                 stages: HistogramSet::default(),
             }),
-        })
+        };
+        // Impressions reach the aggregators within IMPRESSION_FLUSH however few searches come.
+        let inner = Arc::downgrade(&engine.inner);
+        flusher.spawn(async move {
+            loop {
+                tokio::time::sleep(IMPRESSION_FLUSH).await;
+                match inner.upgrade() {
+                    Some(inner) => inner.flush_impressions(),
+                    None => break,
+                }
+            }
+        });
+        Ok(engine)
     }
 
     /// Stops every actor (model workers end when the last handle is dropped).
@@ -811,31 +894,36 @@ impl Engine {
             return;
         }
         let now = now_s();
-        let shown: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-        if let Ok(mut log) = self.inner.query_log.lock() {
-            log.push(
-                query_id,
-                QueryEntry {
-                    at: now,
-                    shown: shown.clone(),
-                    clicked: Vec::new(),
-                    anchor,
-                },
-                &self.inner.config.clicks,
-            );
-        }
+        let entry = QueryEntry::new(now, hits.iter().map(|h| h.id.clone()).collect(), anchor);
         let aggs = self.inner.aggregators.borrow().clone();
-        if aggs.is_empty() {
-            return;
+        let mut per: Vec<Vec<(u32, u64)>> = vec![Vec::new(); aggs.len()];
+        for (pos, key) in entry.keys.iter().enumerate() {
+            per[aggregator_of(*key, aggs.len())].push((pos as u32, *key));
         }
-        let mut per: Vec<Vec<(String, u32)>> = vec![Vec::new(); aggs.len()];
-        for (pos, id) in shown.into_iter().enumerate() {
-            per[aggregator_of(&id, aggs.len())].push((id, pos as u32));
+        let shown = entry.shown.clone();
+        if let Ok(mut log) = self.inner.query_log.lock() {
+            log.push(query_id, entry, &self.inner.config.clicks);
         }
-        for (a, batch) in aggs.iter().zip(per) {
-            if !batch.is_empty() {
-                let _ = a.send_message(AggregatorMessage::Impressions(batch, now));
+        // Kept here and sent on in batches: a search wakes no aggregator.
+        let full = {
+            let Ok(mut pending) = self.inner.pending_impressions.lock() else {
+                return;
+            };
+            pending.per.resize_with(aggs.len(), Vec::new);
+            for (slot, mine) in pending.per.iter_mut().zip(per) {
+                if !mine.is_empty() {
+                    slot.push(Impressions {
+                        shown: shown.clone(),
+                        mine,
+                        now,
+                    });
+                }
             }
+            pending.searches += 1;
+            pending.searches >= IMPRESSIONS_PENDING
+        };
+        if full {
+            self.inner.flush_impressions();
         }
     }
 
@@ -848,20 +936,22 @@ impl Engine {
         if aggs.is_empty() {
             return out;
         }
-        let mut per: Vec<(Vec<usize>, Vec<String>)> = vec![(Vec::new(), Vec::new()); aggs.len()];
+        self.inner.flush_impressions(); // the CTRs count every search before this one
+        let mut per: Vec<(Vec<usize>, Vec<u64>)> = vec![(Vec::new(), Vec::new()); aggs.len()];
         for (i, id) in ids.iter().enumerate() {
-            let a = aggregator_of(id, aggs.len());
+            let key = item_key(id);
+            let a = aggregator_of(key, aggs.len());
             per[a].0.push(i);
-            per[a].1.push(id.clone());
+            per[a].1.push(key);
         }
         let now = now_s();
-        let answers = join_all(aggs.iter().zip(&per).map(|(a, (_, names))| {
-            let names = names.clone();
+        let answers = join_all(aggs.iter().zip(&per).map(|(a, (_, keys))| {
+            let keys = keys.clone();
             async move {
-                if names.is_empty() {
+                if keys.is_empty() {
                     return Ok(Vec::new());
                 }
-                ractor::call_t!(a, AggregatorMessage::Ctrs, 500, names, now)
+                ractor::call_t!(a, AggregatorMessage::Ctrs, 500, keys, now)
             }
         }))
         .await;
@@ -891,38 +981,37 @@ impl Engine {
         if aggs.is_empty() {
             return Err(EngineError::Unavailable("no click aggregator".into()));
         }
+        self.inner.flush_impressions(); // ahead of the click, in the same mailboxes
         let now = now_s();
-        let owner = &aggs[aggregator_of(&req.item_id, aggs.len())];
+        let owner_of = |key| &aggs[aggregator_of(key, aggs.len())];
         let ctr = match before {
-            Some(before) => {
-                // The co-clicks as a batch would carry them; the click itself is a call, for
-                // the CTR the reply carries (same mailbox, so it is applied after them).
+            Some((key, before)) => {
+                // The click is a call, for the CTR the reply carries; its co-clicks follow it
+                // as a batch would carry them (the owner applies them after the click).
+                let answer = ractor::call_t!(
+                    owner_of(key),
+                    AggregatorMessage::Click,
+                    2000,
+                    key,
+                    req.item_id.clone(),
+                    now
+                )?;
                 let mut work = empty_batches(aggs.len());
-                route_co_clicks(&mut work, &req.item_id, before);
+                route_co_clicks(&mut work, key, &before);
                 for (a, mut w) in aggs.iter().zip(work) {
                     if !w.co.is_empty() {
                         w.now = now;
                         let _ = a.send_message(AggregatorMessage::Batch(w));
                     }
                 }
-                ractor::call_t!(
-                    owner,
-                    AggregatorMessage::Click,
-                    2000,
-                    req.item_id.clone(),
-                    now
-                )?
+                answer
             }
-            None => ractor::call_t!(
-                owner,
-                AggregatorMessage::Ctrs,
-                2000,
-                vec![req.item_id.clone()],
-                now
-            )?
-            .first()
-            .copied()
-            .unwrap_or(0.0),
+            None => {
+                let key = item_key(&req.item_id);
+                let ctrs =
+                    ractor::call_t!(owner_of(key), AggregatorMessage::Ctrs, 2000, vec![key], now)?;
+                ctrs.first().copied().unwrap_or(0.0)
+            }
         };
         Ok(ClickReply {
             query_id: req.query_id,
@@ -953,6 +1042,10 @@ impl Engine {
             return Err(EngineError::Unavailable("no click aggregator".into()));
         }
         let mut work = empty_batches(aggs.len());
+        // The impressions of the searches before these clicks go first, in the same message.
+        for (w, impressions) in work.iter_mut().zip(self.inner.take_impressions(aggs.len())) {
+            w.impressions = impressions;
+        }
         let mut reply = ClicksReply::default();
         {
             let Ok(mut log) = self.inner.query_log.lock() else {
@@ -967,11 +1060,11 @@ impl Engine {
                             .push((i as u32, ErrorReply::new(e.code(), e.to_string())));
                     }
                     Ok(None) => reply.repeated += 1,
-                    Ok(Some(before)) => {
-                        route_co_clicks(&mut work, &req.item_id, before);
-                        work[aggregator_of(&req.item_id, aggs.len())]
+                    Ok(Some((key, before))) => {
+                        route_co_clicks(&mut work, key, &before);
+                        work[aggregator_of(key, aggs.len())]
                             .clicks
-                            .push(req.item_id);
+                            .push((key, req.item_id));
                         reply.accepted += 1;
                     }
                 }
@@ -979,7 +1072,7 @@ impl Engine {
         }
         let now = now_s();
         for (a, mut w) in aggs.iter().zip(work) {
-            if w.clicks.is_empty() && w.co.is_empty() {
+            if w.clicks.is_empty() && w.co.is_empty() && w.impressions.is_empty() {
                 continue;
             }
             w.now = now;
@@ -1023,6 +1116,7 @@ impl Engine {
 
     /// Click totals, rejected clicks, top items by CTR, memory: JSON.
     pub async fn click_stats(&self, top: usize) -> Result<serde_json::Value> {
+        self.inner.flush_impressions();
         let aggs = self.inner.aggregators.borrow().clone();
         let now = now_s();
         let mut items = 0u64;
@@ -1051,6 +1145,7 @@ impl Engine {
             "clicks": clicks,
             "impressions": impressions,
             "rejected": self.inner.clicks_rejected.load(Ordering::Relaxed),
+            "impressions_dropped": self.inner.impressions_dropped.load(Ordering::Relaxed),
             "items_tracked": items,
             "memory_bytes": memory,
             "bytes_per_item": memory.checked_div(items).unwrap_or(0),
@@ -1086,9 +1181,9 @@ impl Engine {
             let aggs = self.inner.aggregators.borrow().clone();
             let min = self.inner.config.clicks.virtual_id_min_weight;
             let now = now_s();
-            let mut edges = Vec::new();
+            let mut keyed = Vec::new();
             for a in &aggs {
-                edges.extend(ractor::call_t!(
+                keyed.extend(ractor::call_t!(
                     a,
                     AggregatorMessage::Edges,
                     5000,
@@ -1096,6 +1191,17 @@ impl Engine {
                     now
                 )?);
             }
+            // Edges name their far end by key; co-clicks are filed both ways, so the far end
+            // is the near end of some other edge (an end with no edge of its own left, its
+            // list cut at the cap or the item forgotten, goes unnamed and its edge is left out).
+            let names: std::collections::HashMap<u64, String> = keyed
+                .iter()
+                .map(|(id, _, _)| (item_key(id), id.clone()))
+                .collect();
+            let edges: Vec<(String, String, f32)> = keyed
+                .into_iter()
+                .filter_map(|(id, other, w)| names.get(&other).map(|o| (id, o.clone(), w)))
+                .collect();
             crate::clicks::components(&edges)
                 .into_iter()
                 .enumerate()
@@ -1284,10 +1390,15 @@ impl Engine {
 
     /// Saves the click aggregators' state (with the data folder; no-op without).
     pub async fn save_clicks(&self) -> Result<()> {
+        self.inner.flush_impressions();
         let aggs = self.inner.aggregators.borrow().clone();
         for a in &aggs {
             ractor::call_t!(a, AggregatorMessage::Save, 30_000)?
                 .map_err(EngineError::Unavailable)?;
+        }
+        if let Some(dir) = &self.inner.click_dir {
+            // Every aggregator has its items in its own current file now.
+            crate::clicks::remove_legacy_states(dir);
         }
         Ok(())
     }
@@ -1647,40 +1758,44 @@ fn empty_batches(aggregators: usize) -> Vec<ClickBatch> {
 /// Files the co-clicks of a new click on `item` with each of `before` (the items clicked
 /// earlier for the same query), both directions, in the batch of the aggregator that owns
 /// each edge's first item.
-fn route_co_clicks(work: &mut [ClickBatch], item: &str, before: Vec<String>) {
+fn route_co_clicks(work: &mut [ClickBatch], item: u64, before: &[u64]) {
     let n = work.len();
-    for other in before {
-        work[aggregator_of(item, n)]
-            .co
-            .push((item.to_string(), other.clone()));
-        work[aggregator_of(&other, n)]
-            .co
-            .push((other, item.to_string()));
+    for &other in before {
+        work[aggregator_of(item, n)].co.push((item, other));
+        work[aggregator_of(other, n)].co.push((other, item));
     }
 }
 
 /// Checks a click against the query log: it must have been shown there, at that position.
-/// `Some(items clicked before for the same query)` for a new click (now marked as clicked),
-/// `None` for a repeat.
-fn check_click(log: &mut QueryLog, req: &ClickRequest) -> Result<Option<Vec<String>>> {
+/// `Some((the item's key, the keys of the items clicked before for the same query))` for a new
+/// click (now marked as clicked), `None` for a repeat.
+fn check_click(log: &mut QueryLog, req: &ClickRequest) -> Result<Option<(u64, Vec<u64>)>> {
     let Some(entry) = log.get_mut(req.query_id) else {
         return Err(EngineError::UnknownQuery(req.query_id));
     };
-    match entry.shown.get(req.position as usize) {
-        Some(id) if *id == req.item_id => {}
+    let key = match entry.shown.get(req.position as usize) {
+        Some(id) if *id == req.item_id => entry
+            .keys
+            .get(req.position as usize)
+            .copied()
+            .unwrap_or_else(|| item_key(id)),
         _ => {
             return Err(EngineError::BadRequest(format!(
                 "item {:?} was not shown at position {} for query {}",
                 req.item_id, req.position, req.query_id
             )));
         }
-    }
-    if entry.clicked.contains(&req.item_id) {
+    };
+    if entry.clicked.contains(&req.position) {
         return Ok(None); // a repeated click on the same result counts once
     }
-    let before = entry.clicked.clone();
-    entry.clicked.push(req.item_id.clone());
-    Ok(Some(before))
+    let before = entry
+        .clicked
+        .iter()
+        .filter_map(|p| entry.keys.get(*p as usize).copied())
+        .collect();
+    entry.clicked.push(req.position);
+    Ok(Some((key, before)))
 }
 
 /// Pailitao's search branch of category prediction: the top `vote_k` neighbours vote for

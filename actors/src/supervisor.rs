@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::watch;
 
-use crate::clicks::{AggregatorArguments, AggregatorMessage, ClickAggregator};
+use crate::clicks::{AggregatorArguments, AggregatorMessage, spawn_aggregator};
 use crate::coordinator::{Coordinator, CoordinatorArguments, CoordinatorMessage};
 use crate::inference::{InferencePool, InferencePoolArguments, InferencePoolMessage};
 
@@ -113,9 +113,7 @@ impl Actor for Root {
         args.coordinator_ref.send_replace(Some(coordinator.clone()));
         let mut aggregators = Vec::with_capacity(args.aggregators.len());
         for a in &args.aggregators {
-            let (r, _) =
-                Actor::spawn_linked(None, ClickAggregator, a.clone(), myself.get_cell()).await?;
-            aggregators.push(r);
+            aggregators.push(spawn_aggregator(a.clone(), myself.get_cell()).await?);
         }
         args.aggregator_refs.send_replace(aggregators.clone());
         Ok(RootState {
@@ -181,14 +179,8 @@ impl Actor for Root {
             .iter()
             .position(|a| a.get_id() == cell.get_id())
         {
-            let (a, _) = Actor::spawn_linked(
-                None,
-                ClickAggregator,
-                state.args.aggregators[i].clone(),
-                myself.get_cell(),
-            )
-            .await?;
-            state.aggregators[i] = a;
+            state.aggregators[i] =
+                spawn_aggregator(state.args.aggregators[i].clone(), myself.get_cell()).await?;
             state
                 .args
                 .aggregator_refs
