@@ -53,6 +53,10 @@ pub struct ClickConfig {
     pub max_items: usize,
     /// Most co-click neighbours kept per item (the weakest go).
     pub co_click_edges: usize,
+    /// A click is linked (both ways) with at most this many of the results clicked before it
+    /// for the same query — those shown highest — so a click costs bounded work however many
+    /// results of the query were clicked.
+    pub co_clicks_per_click: usize,
     /// Searches remembered for attributing clicks (ids shown, positions).
     pub query_log: usize,
     /// Searches whose query embedding is kept for training export (0: none, for privacy).
@@ -75,6 +79,7 @@ impl Default for ClickConfig {
             prior_strength: 20.0,
             max_items: 1_000_000,
             co_click_edges: 32,
+            co_clicks_per_click: 3,
             query_log: 100_000,
             retain_queries: 10_000,
             retain_age_s: 7 * 86_400,
@@ -320,6 +325,9 @@ pub struct AggregatorArguments {
     pub dir: Option<PathBuf>,
     /// The runtime the aggregator runs on (None: the caller's).
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Its items, which the engine reads CTRs from (kept across restarts of the actor, which
+    /// refills it from the saved state).
+    pub table: ClickTable,
 }
 
 impl AggregatorArguments {
@@ -481,59 +489,81 @@ pub enum AggregatorMessage {
     Batch(ClickBatch),
 }
 
+/// An aggregator's items, shared with the engine for reading: the aggregator writes it (one
+/// write lock per message), and a search reads its CTRs there instead of waiting for the
+/// aggregators' low-priority thread to answer a message.
+pub type ClickTable = Arc<std::sync::RwLock<KeyMap<ItemClicks>>>;
+
+/// The table for writing (a panic while it was held leaves it usable: the aggregator's
+/// restart reloads it from the saved state).
+fn write_table(table: &ClickTable) -> std::sync::RwLockWriteGuard<'_, KeyMap<ItemClicks>> {
+    table.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The table for reading.
+pub fn read_table(table: &ClickTable) -> std::sync::RwLockReadGuard<'_, KeyMap<ItemClicks>> {
+    table.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// State of an aggregator.
 #[derive(Debug)]
 pub struct AggregatorState {
     config: ClickConfig,
     file: Option<PathBuf>,
-    items: KeyMap<ItemClicks>,
+    items: ClickTable,
     clicks: u64,
     impressions: u64,
     dirty: bool,
 }
 
+/// The entry of `key`, made (with the id `name` gives) when new; decayed to `now`.
+fn entry<'a>(
+    items: &'a mut KeyMap<ItemClicks>,
+    config: &ClickConfig,
+    key: u64,
+    name: impl FnOnce() -> String,
+    now: f64,
+) -> &'a mut ItemClicks {
+    let hl = config.half_life_s;
+    if items.len() >= config.max_items.max(1) && !items.contains_key(&key) {
+        evict(items, hl, now);
+    }
+    let e = items.entry(key).or_insert_with(|| ItemClicks {
+        id: name(),
+        t: now,
+        co_t: now,
+        ..ItemClicks::default()
+    });
+    e.decay_to(now, hl);
+    e
+}
+
+/// Forgets the least active tenth (by decayed impressions + clicks).
+fn evict(items: &mut KeyMap<ItemClicks>, hl: f64, now: f64) {
+    let mut activity: Vec<(f64, u64)> = items
+        .iter_mut()
+        .map(|(k, v)| {
+            v.decay_to(now, hl);
+            (v.impressions + v.clicks, *k)
+        })
+        .collect();
+    activity.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = (activity.len() / 10).max(1);
+    for (_, k) in activity.into_iter().take(n) {
+        items.remove(&k);
+    }
+}
+
 impl AggregatorState {
-    /// The entry of `key`, made (with the id `name` gives) when new; decayed to `now`.
-    fn entry(&mut self, key: u64, name: impl FnOnce() -> String, now: f64) -> &mut ItemClicks {
-        if self.items.len() >= self.config.max_items.max(1) && !self.items.contains_key(&key) {
-            self.evict(now);
-        }
-        let hl = self.config.half_life_s;
-        let e = self.items.entry(key).or_insert_with(|| ItemClicks {
-            id: name(),
-            t: now,
-            co_t: now,
-            ..ItemClicks::default()
-        });
-        e.decay_to(now, hl);
-        e
-    }
-
-    /// Forgets the least active tenth (by decayed impressions + clicks).
-    fn evict(&mut self, now: f64) {
-        let hl = self.config.half_life_s;
-        let mut activity: Vec<(f64, u64)> = self
-            .items
-            .iter_mut()
-            .map(|(k, v)| {
-                v.decay_to(now, hl);
-                (v.impressions + v.clicks, *k)
-            })
-            .collect();
-        activity.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let n = (activity.len() / 10).max(1);
-        for (_, k) in activity.into_iter().take(n) {
-            self.items.remove(&k);
-        }
-    }
-
     fn save(&mut self) -> Result<(), String> {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let items: Vec<&ItemClicks> = self.items.values().collect();
-        let bytes =
-            encode_framed(&(self.clicks, self.impressions, items)).map_err(|e| e.to_string())?;
+        let bytes = {
+            let items = read_table(&self.items);
+            let items: Vec<&ItemClicks> = items.values().collect();
+            encode_framed(&(self.clicks, self.impressions, items)).map_err(|e| e.to_string())?
+        };
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -549,6 +579,8 @@ impl AggregatorState {
         let Ok(listing) = std::fs::read_dir(dir) else {
             return;
         };
+        let table = self.items.clone();
+        let mut items_now = write_table(&table);
         let own = format!("aggregator-{index}.{STATE_EXT}");
         let own_legacy = format!("aggregator-{index}.{LEGACY_EXT}");
         let mut have_own = false;
@@ -596,10 +628,10 @@ impl AggregatorState {
                     continue;
                 }
                 foreign |= !is_own;
-                match self.items.get(&key) {
+                match items_now.get(&key) {
                     Some(have) if have.t >= item.t => {}
                     _ => {
-                        self.items.insert(key, item);
+                        items_now.insert(key, item);
                     }
                 }
             }
@@ -709,19 +741,18 @@ impl Actor for ClickAggregator {
         let mut state = AggregatorState {
             config: args.config.clone(),
             file: args.file(),
-            items: KeyMap::default(),
+            items: args.table.clone(),
             clicks: 0,
             impressions: 0,
             dirty: false,
         };
+        // A restarted aggregator starts again from the saved state.
+        write_table(&state.items).clear();
         if let Some(dir) = &args.dir {
             state.load(dir, args.index, args.count.max(1));
-            if !state.items.is_empty() {
-                tracing::info!(
-                    aggregator = args.index,
-                    items = state.items.len(),
-                    "click state loaded"
-                );
+            let n = read_table(&state.items).len();
+            if n > 0 {
+                tracing::info!(aggregator = args.index, items = n, "click state loaded");
             }
             // Save now and then while there is something new.
             let me = myself.clone();
@@ -746,7 +777,8 @@ impl Actor for ClickAggregator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             AggregatorMessage::Click(key, id, now, reply) => {
-                let e = state.entry(key, || id, now);
+                let mut items = write_table(&state.items);
+                let e = entry(&mut items, &state.config, key, || id, now);
                 e.clicks += 1.0;
                 let ctr = smoothed(e.clicks, e.impressions, &state.config);
                 state.clicks += 1;
@@ -757,21 +789,24 @@ impl Actor for ClickAggregator {
                 let cap = state.config.co_click_edges.max(1);
                 let hl = state.config.half_life_s;
                 let eta = state.config.position_eta;
+                let cfg = &state.config;
+                let mut items = write_table(&state.items);
                 for shown in std::mem::take(&mut batch.impressions) {
                     for (pos, key) in shown.mine {
                         let name = || shown.shown.get(pos as usize).cloned().unwrap_or_default();
-                        state.entry(key, name, shown.now).impressions += examination(pos, eta);
+                        entry(&mut items, cfg, key, name, shown.now).impressions +=
+                            examination(pos, eta);
                         state.impressions += 1;
                     }
                 }
                 for (key, id) in std::mem::take(&mut batch.clicks) {
-                    state.entry(key, || id, batch.now).clicks += 1.0;
+                    entry(&mut items, cfg, key, || id, batch.now).clicks += 1.0;
                     state.clicks += 1;
                 }
                 for &(key, other) in &batch.co {
                     // Both ends were clicked, so the item is tracked unless it was evicted
                     // since: an edge of an untracked item is dropped with it.
-                    if let Some(e) = state.items.get_mut(&key) {
+                    if let Some(e) = items.get_mut(&key) {
                         e.decay_co_to(batch.now, hl);
                         add_co_click(&mut e.co, other, cap);
                     }
@@ -782,16 +817,16 @@ impl Actor for ClickAggregator {
             AggregatorMessage::Ctrs(keys, now, reply) => {
                 let cfg = &state.config;
                 let prior = smoothed(0.0, 0.0, cfg);
+                let items = read_table(&state.items);
                 let ctrs = keys
                     .iter()
-                    .map(|k| state.items.get(k).map_or(prior, |e| e.ctr(now, cfg)))
+                    .map(|k| items.get(k).map_or(prior, |e| e.ctr(now, cfg)))
                     .collect();
                 let _ = reply.send(ctrs);
             }
             AggregatorMessage::Top(n, now, reply) => {
                 let cfg = &state.config;
-                let mut top: Vec<TopItem> = state
-                    .items
+                let mut top: Vec<TopItem> = read_table(&state.items)
                     .values()
                     .filter(|e| e.clicks > 0.0)
                     .map(|e| TopItem {
@@ -808,7 +843,7 @@ impl Actor for ClickAggregator {
             AggregatorMessage::Edges(min, now, reply) => {
                 let hl = state.config.half_life_s;
                 let mut edges = Vec::new();
-                for e in state.items.values() {
+                for e in read_table(&state.items).values() {
                     let f = decay(e.co_t, now, hl) as f32;
                     for (o, w) in &e.co {
                         if w * f >= min {
@@ -826,13 +861,11 @@ impl Actor for ClickAggregator {
                 let _ = reply.send(r);
             }
             AggregatorMessage::Stats(reply) => {
+                let items = read_table(&state.items);
                 let _ = reply.send(AggregatorStats {
-                    items: state.items.len() as u64,
-                    memory_bytes: state
-                        .items
-                        .values()
-                        .map(ItemClicks::memory_bytes)
-                        .sum::<usize>() as u64,
+                    items: items.len() as u64,
+                    memory_bytes: items.values().map(ItemClicks::memory_bytes).sum::<usize>()
+                        as u64,
                     clicks: state.clicks,
                     impressions: state.impressions,
                 });
@@ -865,8 +898,8 @@ pub struct QueryEntry {
     pub shown: Arc<[String]>,
     /// Their keys ([`item_key`]), in the same order.
     pub keys: Vec<u64>,
-    /// Positions clicked so far, in click order.
-    pub clicked: Vec<u32>,
+    /// Positions clicked so far.
+    pub clicked: Positions,
     /// The query embedding, when retained.
     pub anchor: Option<Vec<f32>>,
 }
@@ -878,9 +911,55 @@ impl QueryEntry {
             at,
             keys: shown.iter().map(|s| item_key(s)).collect(),
             shown: shown.into(),
-            clicked: Vec::new(),
+            clicked: Positions::default(),
             anchor,
         }
+    }
+}
+
+/// A set of result positions: a bit mask for the first 64 (no allocation), a list beyond.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Positions {
+    low: u64,
+    high: Vec<u32>,
+}
+
+impl Positions {
+    /// True when `p` is in the set.
+    pub fn contains(&self, p: u32) -> bool {
+        if p < 64 {
+            self.low & (1 << p) != 0
+        } else {
+            self.high.contains(&p)
+        }
+    }
+
+    /// Adds `p`.
+    pub fn insert(&mut self, p: u32) {
+        if p < 64 {
+            self.low |= 1 << p;
+        } else if !self.high.contains(&p) {
+            self.high.push(p);
+            self.high.sort_unstable();
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.low == 0 && self.high.is_empty()
+    }
+
+    /// The positions, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut low = self.low;
+        std::iter::from_fn(move || {
+            (low != 0).then(|| {
+                let p = low.trailing_zeros();
+                low &= low - 1;
+                p
+            })
+        })
+        .chain(self.high.iter().copied())
     }
 }
 
@@ -1012,12 +1091,12 @@ fn entry_time_limit(cfg: &ClickConfig) -> Option<f64> {
 /// was shown above the positive and not clicked.
 pub fn triplets(entry: &QueryEntry) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for &c in &entry.clicked {
+    for c in entry.clicked.iter() {
         let Some(positive) = entry.shown.get(c as usize) else {
             continue;
         };
         for (n, negative) in entry.shown.iter().enumerate().take(c as usize) {
-            if !entry.clicked.contains(&(n as u32)) {
+            if !entry.clicked.contains(n as u32) {
                 out.push((positive.clone(), negative.clone()));
             }
         }
@@ -1197,7 +1276,8 @@ mod tests {
             vec!["a".into(), "b".into(), "c".into(), "d".into()],
             None,
         );
-        e.clicked = vec![2, 0];
+        e.clicked.insert(2);
+        e.clicked.insert(0);
         assert_eq!(triplets(&e), vec![("c".to_string(), "b".to_string())]);
         let edges = vec![
             ("a".to_string(), "b".to_string(), 3.0),
@@ -1263,7 +1343,7 @@ mod tests {
         let mut s = AggregatorState {
             config: ClickConfig::default(),
             file: Some(dir.join(format!("aggregator-{index}.{STATE_EXT}"))),
-            items: KeyMap::default(),
+            items: ClickTable::default(),
             clicks: 0,
             impressions: 0,
             dirty: false,
@@ -1296,15 +1376,21 @@ mod tests {
         let bytes = encode_framed(&(1u64, 1u64, vec![&newer])).unwrap();
         std::fs::write(dir.join("aggregator-2.clicks"), bytes).unwrap();
         let mut states: Vec<AggregatorState> = (0..3).map(|i| loaded(&dir, i, 3)).collect();
-        let total: usize = states.iter().map(|s| s.items.len()).sum();
+        let total: usize = states.iter().map(|s| read_table(&s.items).len()).sum();
         assert_eq!(total, ids.len());
         for (i, s) in states.iter().enumerate() {
-            assert!(s.items.keys().all(|k| aggregator_of(*k, 3) == i));
+            assert!(
+                read_table(&s.items)
+                    .keys()
+                    .all(|k| aggregator_of(*k, 3) == i)
+            );
         }
         let sku0 = item_key("sku-0");
         let owner = &states[aggregator_of(sku0, 3)];
-        assert_eq!(owner.items[&sku0].clicks, 5.0);
-        let sku1 = &states[aggregator_of(item_key("sku-1"), 3)].items[&item_key("sku-1")];
+        assert_eq!(read_table(&owner.items)[&sku0].clicks, 5.0);
+        let sku1 = read_table(&states[aggregator_of(item_key("sku-1"), 3)].items)
+            [&item_key("sku-1")]
+            .clone();
         assert_eq!(sku1.co, vec![(item_key("other"), 2.0)]);
         assert!(states.iter().all(|s| s.dirty));
         for s in &mut states {
@@ -1314,10 +1400,30 @@ mod tests {
         assert!(!&dir.join("aggregator-0.state").exists());
         // Back to two aggregators: nothing lost.
         let states: Vec<AggregatorState> = (0..2).map(|i| loaded(&dir, i, 2)).collect();
-        let total: usize = states.iter().map(|s| s.items.len()).sum();
+        let total: usize = states.iter().map(|s| read_table(&s.items).len()).sum();
         assert_eq!(total, ids.len());
-        assert_eq!(states[aggregator_of(sku0, 2)].items[&sku0].clicks, 5.0);
+        assert_eq!(
+            read_table(&states[aggregator_of(sku0, 2)].items)[&sku0].clicks,
+            5.0
+        );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest! {
+        /// The position set equals a sorted set of the same inserts.
+        #[test]
+        fn positions_equal_a_sorted_set(ps in proptest::collection::vec(0u32..150, 0..40)) {
+            let mut set = Positions::default();
+            let mut reference = std::collections::BTreeSet::new();
+            for p in ps {
+                set.insert(p);
+                reference.insert(p);
+                prop_assert!(set.contains(p));
+            }
+            prop_assert_eq!(set.iter().collect::<Vec<_>>(), reference.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(set.is_empty(), reference.is_empty());
+            prop_assert!(!set.contains(150));
+        }
     }
 
     #[test]

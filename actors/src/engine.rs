@@ -29,8 +29,8 @@ use vsa_protocol::{
 
 use crate::clicks::{
     AggregatorArguments, AggregatorMessage, CLICK_BATCHES_QUEUED, ClickBatch, ClickConfig,
-    ClickRuntime, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH, IMPRESSIONS_PENDING, Impressions,
-    QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
+    ClickRuntime, ClickTable, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH, IMPRESSIONS_PENDING,
+    Impressions, QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
 };
 use crate::coordinator::{
     CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
@@ -191,6 +191,8 @@ struct Inner {
     click_batches_queued: Arc<AtomicUsize>,
     /// Where the aggregators save their state (None: in memory only).
     click_dir: Option<std::path::PathBuf>,
+    /// The aggregators' items, read for CTRs (one table per aggregator).
+    click_tables: Vec<ClickTable>,
     /// Impressions not yet sent to the aggregators.
     pending_impressions: std::sync::Mutex<PendingImpressions>,
     /// Batches of impressions alone sent and not yet applied.
@@ -303,6 +305,7 @@ impl Engine {
         let click_runtime = ClickRuntime::start()
             .map_err(|e| EngineError::Internal(format!("starting the click runtime: {e}")))?;
         let count = config.clicks.aggregators.max(1);
+        let click_tables: Vec<ClickTable> = (0..count).map(|_| ClickTable::default()).collect();
         let aggregators = (0..count)
             .map(|index| AggregatorArguments {
                 index,
@@ -310,6 +313,7 @@ impl Engine {
                 config: config.clicks.clone(),
                 dir: click_dir.clone(),
                 runtime: Some(click_runtime.handle()),
+                table: click_tables[index].clone(),
             })
             .collect();
         let args = RootArguments {
@@ -360,6 +364,7 @@ impl Engine {
                 clicks_rejected: AtomicU64::new(0),
                 click_batches_queued: Arc::new(AtomicUsize::new(0)),
                 click_dir,
+                click_tables,
                 pending_impressions: std::sync::Mutex::new(PendingImpressions::default()),
                 impression_batches_queued: Arc::new(AtomicUsize::new(0)),
                 impressions_dropped: AtomicU64::new(0),
@@ -833,7 +838,7 @@ impl Engine {
         let ctrs = if weights.ctr != 0.0 || req.options.explain {
             let t = Instant::now();
             let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-            let c = self.ctrs(&ids).await;
+            let c = self.ctrs(&ids);
             timings.push(("ctr".into(), micros(t)));
             c
         } else {
@@ -927,38 +932,26 @@ impl Engine {
         }
     }
 
-    /// Smoothed CTRs of items (the prior for any the aggregators do not answer for in time).
-    async fn ctrs(&self, ids: &[String]) -> Vec<f32> {
+    /// Smoothed CTRs of items (the prior for items without history), read from the
+    /// aggregators' tables: no message, so a CTR-weighted search never waits for the
+    /// aggregators' low-priority thread (it sees what they have applied so far).
+    fn ctrs(&self, ids: &[String]) -> Vec<f32> {
         let cfg = &self.inner.config.clicks;
         let prior = crate::clicks::smoothed(0.0, 0.0, cfg);
-        let aggs = self.inner.aggregators.borrow().clone();
+        let tables = &self.inner.click_tables;
         let mut out = vec![prior; ids.len()];
-        if aggs.is_empty() {
+        if tables.is_empty() {
             return out;
         }
-        self.inner.flush_impressions(); // the CTRs count every search before this one
-        let mut per: Vec<(Vec<usize>, Vec<u64>)> = vec![(Vec::new(), Vec::new()); aggs.len()];
-        for (i, id) in ids.iter().enumerate() {
-            let key = item_key(id);
-            let a = aggregator_of(key, aggs.len());
-            per[a].0.push(i);
-            per[a].1.push(key);
-        }
         let now = now_s();
-        let answers = join_all(aggs.iter().zip(&per).map(|(a, (_, keys))| {
-            let keys = keys.clone();
-            async move {
-                if keys.is_empty() {
-                    return Ok(Vec::new());
-                }
-                ractor::call_t!(a, AggregatorMessage::Ctrs, 500, keys, now)
-            }
-        }))
-        .await;
-        for ((idx, _), answer) in per.iter().zip(answers) {
-            if let Ok(values) = answer {
-                for (i, v) in idx.iter().zip(values) {
-                    out[*i] = v;
+        let keys: Vec<u64> = ids.iter().map(|id| item_key(id)).collect();
+        for (a, table) in tables.iter().enumerate() {
+            let items = crate::clicks::read_table(table);
+            for (slot, key) in out.iter_mut().zip(&keys) {
+                if aggregator_of(*key, tables.len()) == a
+                    && let Some(e) = items.get(key)
+                {
+                    *slot = e.ctr(now, cfg);
                 }
             }
         }
@@ -973,9 +966,11 @@ impl Engine {
             let Ok(mut log) = self.inner.query_log.lock() else {
                 return Err(EngineError::Internal("query log poisoned".into()));
             };
-            check_click(&mut log, &req).inspect_err(|_| {
-                self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
-            })?
+            check_click(&mut log, &req, self.inner.config.clicks.co_clicks_per_click).inspect_err(
+                |_| {
+                    self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+                },
+            )?
         };
         let aggs = self.inner.aggregators.borrow().clone();
         if aggs.is_empty() {
@@ -1052,7 +1047,7 @@ impl Engine {
                 return Err(EngineError::Internal("query log poisoned".into()));
             };
             for (i, req) in batch.into_iter().enumerate() {
-                match check_click(&mut log, &req) {
+                match check_click(&mut log, &req, self.inner.config.clicks.co_clicks_per_click) {
                     Err(e) => {
                         self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
                         reply
@@ -1769,32 +1764,36 @@ fn route_co_clicks(work: &mut [ClickBatch], item: u64, before: &[u64]) {
 /// Checks a click against the query log: it must have been shown there, at that position.
 /// `Some((the item's key, the keys of the items clicked before for the same query))` for a new
 /// click (now marked as clicked), `None` for a repeat.
-fn check_click(log: &mut QueryLog, req: &ClickRequest) -> Result<Option<(u64, Vec<u64>)>> {
+fn check_click(
+    log: &mut QueryLog,
+    req: &ClickRequest,
+    co_clicks: usize,
+) -> Result<Option<(u64, Vec<u64>)>> {
     let Some(entry) = log.get_mut(req.query_id) else {
         return Err(EngineError::UnknownQuery(req.query_id));
     };
-    let key = match entry.shown.get(req.position as usize) {
-        Some(id) if *id == req.item_id => entry
-            .keys
-            .get(req.position as usize)
-            .copied()
-            .unwrap_or_else(|| item_key(id)),
+    // By key: the shown ids themselves stay untouched (a 64-bit match is the id's, but for a
+    // ~2⁻⁶⁴ chance).
+    let key = item_key(&req.item_id);
+    match entry.keys.get(req.position as usize) {
+        Some(k) if *k == key => {}
         _ => {
             return Err(EngineError::BadRequest(format!(
                 "item {:?} was not shown at position {} for query {}",
                 req.item_id, req.position, req.query_id
             )));
         }
-    };
-    if entry.clicked.contains(&req.position) {
+    }
+    if entry.clicked.contains(req.position) {
         return Ok(None); // a repeated click on the same result counts once
     }
     let before = entry
         .clicked
         .iter()
-        .filter_map(|p| entry.keys.get(*p as usize).copied())
+        .take(co_clicks)
+        .filter_map(|p| entry.keys.get(p as usize).copied())
         .collect();
-    entry.clicked.push(req.position);
+    entry.clicked.insert(req.position);
     Ok(Some((key, before)))
 }
 
