@@ -901,6 +901,12 @@ impl Engine {
         let now = now_s();
         let entry = QueryEntry::new(now, hits.iter().map(|h| h.id.clone()).collect(), anchor);
         let aggs = self.inner.aggregators.borrow().clone();
+        if aggs.is_empty() {
+            if let Ok(mut log) = self.inner.query_log.lock() {
+                log.push(query_id, entry, &self.inner.config.clicks);
+            }
+            return;
+        }
         let mut per: Vec<Vec<(u32, u64)>> = vec![Vec::new(); aggs.len()];
         for (pos, key) in entry.keys.iter().enumerate() {
             per[aggregator_of(*key, aggs.len())].push((pos as u32, *key));
