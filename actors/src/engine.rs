@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use vsa_index::{Filter, Query};
 use vsa_models::image::RgbImage;
-use vsa_models::{DecodeLimits, Manifest, Preprocessor, Rect};
+use vsa_models::{CategoryCodebook, ClassifierHead, DecodeLimits, Manifest, Preprocessor, Rect};
 use vsa_protocol::{
     ActorInfo, InferenceTelemetry, ShardTelemetry, StageMetrics, Telemetry, WeightsInfo,
 };
@@ -39,7 +39,7 @@ use crate::durability::StorageConfig;
 use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
 use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
-use crate::quality::{Preset, QualityConfig};
+use crate::quality::{CategoryModel, Preset, QualityConfig};
 use crate::store::ItemRecord;
 use crate::supervisor::{FailureLog, Root, RootArguments, RootMessage};
 use crate::telemetry::{HistogramSet, InFlight, ShardMeters};
@@ -99,6 +99,10 @@ pub struct SearchConfig {
     pub vote_temperature: f32,
     /// Temperature of the model branch's softmax over category-centroid cosines.
     pub centroid_temperature: f32,
+    /// The `logits` model branch: a stored (unit) embedding is scaled by this before the
+    /// classifier head, standing for the raw pooled embedding's length (measured: mean
+    /// norm of the bundled model's 224×224 catalogue embeddings).
+    pub logit_scale: f32,
 }
 
 impl Default for SearchConfig {
@@ -107,6 +111,7 @@ impl Default for SearchConfig {
             vote_k: 30,
             vote_temperature: 0.01,
             centroid_temperature: 0.02,
+            logit_scale: LOGIT_SCALE,
         }
     }
 }
@@ -204,6 +209,10 @@ struct Inner {
     failures: FailureLog,
     shard_meters: ShardMeters,
     stages: HistogramSet,
+    /// The model's classifier head, when a preset uses the `logits` category branch.
+    head: Option<Arc<ClassifierHead>>,
+    /// The category codebook over that head, rebuilt after each fit of the centroids.
+    codebook: Arc<std::sync::RwLock<Option<Arc<CategoryCodebook>>>>,
 }
 
 /// Impressions kept in the engine until the next flush, one list per aggregator.
@@ -338,6 +347,17 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("starting the actor system: {e}")))?;
         let decode = config.limits.decode_concurrency.max(1);
+        let head = load_head(&config.quality, &manifest);
+        let codebook = Arc::new(std::sync::RwLock::new(None));
+        if let Some(h) = &head {
+            tokio::spawn(keep_codebook(
+                routing_rx.clone(),
+                h.clone(),
+                codebook.clone(),
+                config.search.logit_scale,
+                config.index.fit_sample,
+            ));
+        }
         let queries = match config.limits.max_queries_in_flight {
             0 => config.pool.workers.max(1),
             n => n,
@@ -372,6 +392,8 @@ impl Engine {
                 failures,
                 shard_meters: ShardMeters::default(),
                 stages: HistogramSet::default(),
+                head,
+                codebook,
             }),
         };
         // Impressions reach the aggregators within IMPRESSION_FLUSH however few searches come.
@@ -593,11 +615,16 @@ impl Engine {
         let (iw, ih) = img.dimensions();
         let wanted = preset.crops.max(1);
         let shrink = preset.shrink;
-        let boxes = tokio::task::spawn_blocking(move || {
-            vsa_models::localise(&fm, &prototypes, iw, ih, wanted, shrink)
+        let soft = preset.soft_map_vector;
+        let (boxes, soft) = tokio::task::spawn_blocking(move || {
+            let boxes = vsa_models::localise(&fm, &prototypes, iw, ih, wanted, shrink)
                 .into_iter()
                 .map(|(cb, r)| (fm.mean_over(cb.y0, cb.y1, cb.x0, cb.x1), r))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            let soft = soft.then(|| {
+                vsa_models::roi::soft_pool(&fm, &vsa_models::roi::similarity_map(&fm, &prototypes))
+            });
+            (boxes, soft)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("localise task: {e}")))?;
@@ -617,10 +644,14 @@ impl Engine {
         };
         let t = Instant::now();
         let colour = vsa_models::colour_histogram(&img, Some(first_rect));
+        let loose = (preset.loose_crop > 0.0)
+            .then(|| widened(first_rect, preset.loose_crop, iw, ih))
+            .flatten();
         let views: Vec<(Option<Rect>, f32)> = boxes
             .iter()
             .take(preset.crops)
             .map(|(_, r)| (Some(*r), 0.0))
+            .chain(loose.map(|r| (Some(r), 0.0)))
             .chain(preset.whole_crop.then_some((None, 0.0)))
             .collect();
         if !views.is_empty() {
@@ -629,6 +660,16 @@ impl Engine {
         }
         if preset.map_vector || vectors.is_empty() {
             let mut m = first_map;
+            vsa_models::l2_normalise(&mut m);
+            vectors.push(m);
+        }
+        if preset.all_map_vectors {
+            for (mut m, _) in boxes.into_iter().skip(1) {
+                vsa_models::l2_normalise(&mut m);
+                vectors.push(m);
+            }
+        }
+        if let Some(mut m) = soft {
             vsa_models::l2_normalise(&mut m);
             vectors.push(m);
         }
@@ -694,7 +735,9 @@ impl Engine {
         if matches!(req.query, QueryInput::Image(_)) {
             // Every image this query will embed: the whole-photo pass, then the crops.
             let images = if preset.localise && req.options.roi.is_none() {
-                1 + preset.crops + usize::from(preset.whole_crop)
+                1 + preset.crops
+                    + usize::from(preset.whole_crop)
+                    + usize::from(preset.loose_crop > 0.0)
             } else {
                 1 + usize::from(preset.whole_crop)
             };
@@ -721,9 +764,13 @@ impl Engine {
         let search_cfg = &self.inner.config.search;
         // The model branch of category prediction runs before the search, so a scoped
         // search can use it to pick partitions.
-        let model_branch = match (&req.category, &routing.centroids) {
-            (None, Some(c)) => centroid_distribution(&vectors, c, search_cfg.centroid_temperature),
-            _ => Vec::new(),
+        let model_branch = match (&req.category, preset.category_model, &routing.centroids) {
+            (Some(_), _, _) => Vec::new(),
+            (None, CategoryModel::Centroid, Some(c)) => {
+                centroid_distribution(&vectors, c, search_cfg.centroid_temperature)
+            }
+            (None, CategoryModel::Centroid, None) => Vec::new(),
+            (None, CategoryModel::Logits, _) => self.logit_distribution(&vectors).await,
         };
         let top_n = match req.options.scope {
             Some(Scope::All) => 0,
@@ -745,13 +792,7 @@ impl Engine {
                 .collect(),
             None => routing.slots().collect(),
         };
-        let encoded = routing.encoder.as_ref().map(|eg| {
-            let vectors = vectors
-                .iter()
-                .filter_map(|v| eg.encoder.encode_query(v).ok())
-                .collect();
-            (eg.generation, Query { vectors })
-        });
+        let encoded = encode_query(&routing, &vectors);
         let k = req.k as usize;
         let weights = self
             .inner
@@ -771,7 +812,7 @@ impl Engine {
         let anchor = (clicks_cfg.retain_queries > 0)
             .then(|| vectors.first().cloned())
             .flatten();
-        let query = Arc::new(PartitionQuery {
+        let mut query = PartitionQuery {
             vectors,
             encoded,
             k: want,
@@ -784,37 +825,39 @@ impl Engine {
             exclude,
             colour,
             second_weight: preset.second_weight,
-        });
+        };
         // A shard being rebuilt from disk is left out: the answer says `degraded`.
         let recovering = slots.iter().filter(|s| s.recovering).count();
         let slots: Vec<_> = slots.into_iter().filter(|s| !s.recovering).collect();
         let t = Instant::now();
-        let timeout = self.inner.config.index.partition_timeout_ms;
-        let answers = join_all(slots.iter().map(|slot| {
-            let q = query.clone();
-            let meter = self.inner.shard_meters.get(&slot.name);
-            async move {
-                let _in_flight = InFlight::start(meter);
-                ractor::call_t!(slot.actor, PartitionMessage::Search, timeout, q)
-            }
-        }))
-        .await;
-        timings.push(("search".into(), micros(t)));
-        let mut degraded = recovering > 0;
-        let mut hits: Vec<PartitionHit> = Vec::new();
-        for (slot, a) in slots.iter().zip(answers) {
-            match a {
-                Ok(h) => hits.extend(h),
-                Err(e) => {
-                    degraded = true;
-                    tracing::warn!(partition = %slot.name, error = %e, "partition did not answer a search");
-                }
-            }
+        let (mut hits, failed) = self.fan_out(&slots, Arc::new(query.clone())).await;
+        let mut degraded = recovering > 0 || failed;
+        if preset.query_expansion > 0
+            && query.vectors.len() < 8
+            && let Some(v) = self
+                .expanded_vector(
+                    &query.vectors,
+                    &hits,
+                    preset.query_expansion,
+                    preset.qe_alpha,
+                )
+                .await
+        {
+            query.vectors.push(v);
+            query.encoded = encode_query(&routing, &query.vectors);
+            let (again, failed) = self.fan_out(&slots, Arc::new(query)).await;
+            hits = again;
+            degraded |= failed;
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        timings.push(("search".into(), micros(t)));
         let category = if req.category.is_none() {
             let knn = vote_distribution(&hits, search_cfg.vote_k, search_cfg.vote_temperature);
-            let fused = fuse_distributions(&knn, &model_branch, preset.knn_weight);
+            let knn_weight = if preset.confidence_fusion {
+                knn.first().map_or(1.0, |(_, p)| *p)
+            } else {
+                preset.knn_weight
+            };
+            let fused = fuse_distributions(&knn, &model_branch, knn_weight);
             if preset.category_weight != 0.0 {
                 for h in &mut hits {
                     let p = fused
@@ -891,6 +934,76 @@ impl Engine {
             epoch: routing.epoch,
             weights_version: weights.version,
         })
+    }
+
+    /// Sends one query to every slot and merges the answers, best first; `true` when a
+    /// partition failed to answer.
+    async fn fan_out(
+        &self,
+        slots: &[&PartitionSlot],
+        query: Arc<PartitionQuery>,
+    ) -> (Vec<PartitionHit>, bool) {
+        let timeout = self.inner.config.index.partition_timeout_ms;
+        let answers = join_all(slots.iter().map(|slot| {
+            let q = query.clone();
+            let meter = self.inner.shard_meters.get(&slot.name);
+            async move {
+                let _in_flight = InFlight::start(meter);
+                ractor::call_t!(slot.actor, PartitionMessage::Search, timeout, q)
+            }
+        }))
+        .await;
+        let mut failed = false;
+        let mut hits: Vec<PartitionHit> = Vec::new();
+        for (slot, a) in slots.iter().zip(answers) {
+            match a {
+                Ok(h) => hits.extend(h),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(partition = %slot.name, error = %e, "partition did not answer a search");
+                }
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        (hits, failed)
+    }
+
+    /// α-query expansion: the query vector closest to the top hit plus the top `n` hits'
+    /// stored vectors weighted by `max(s, 0)^alpha`, normalised (`None` without hits).
+    async fn expanded_vector(
+        &self,
+        vectors: &[Vec<f32>],
+        hits: &[PartitionHit],
+        n: usize,
+        alpha: f32,
+    ) -> Option<Vec<f32>> {
+        let top = hits.iter().take(n).collect::<Vec<_>>();
+        let stored = join_all(top.iter().map(|h| self.item_embedding(&h.id))).await;
+        let neighbours: Vec<(f32, Vec<f32>)> = top
+            .iter()
+            .zip(stored)
+            .filter_map(|(h, e)| e.ok().map(|e| (h.visual, e)))
+            .collect();
+        expand_query(vectors, &neighbours, alpha)
+    }
+
+    /// The `logits` model branch: the mean class probabilities of the query vectors through
+    /// the category codebook (empty until the codebook is built).
+    async fn logit_distribution(&self, vectors: &[Vec<f32>]) -> Vec<(String, f32)> {
+        let Some(head) = self.inner.head.clone() else {
+            return Vec::new();
+        };
+        let book = self.inner.codebook.read().ok().and_then(|b| b.clone());
+        let Some(book) = book else {
+            return Vec::new();
+        };
+        let scale = self.inner.config.search.logit_scale;
+        let vectors = vectors.to_vec();
+        tokio::task::spawn_blocking(move || {
+            book.distribution(&mean_probabilities(&head, &vectors, scale))
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Remembers what a search showed and counts the impressions.
@@ -1717,6 +1830,151 @@ fn to_box(r: Rect) -> BoxXywh {
 
 fn micros(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `r` grown by `by` × its side (half on each side, centred), clamped to the image.
+fn widened(r: Rect, by: f32, width: u32, height: u32) -> Option<Rect> {
+    let (dw, dh) = (r.w * by / 2.0, r.h * by / 2.0);
+    // Whole pixels, so the crop stays inside the image after the resizer's rounding.
+    let x0 = (r.x - dw).floor().max(0.0);
+    let y0 = (r.y - dh).floor().max(0.0);
+    let x1 = (r.x + r.w + dw).ceil().min(width as f32);
+    let y1 = (r.y + r.h + dh).ceil().min(height as f32);
+    Rect {
+        x: x0,
+        y: y0,
+        w: x1 - x0,
+        h: y1 - y0,
+    }
+    .clamp_to(width, height)
+}
+
+/// The query vectors encoded for the binary index, when an encoder is fitted.
+fn encode_query(routing: &RoutingTable, vectors: &[Vec<f32>]) -> Option<(u64, Query)> {
+    routing.encoder.as_ref().map(|eg| {
+        let vectors = vectors
+            .iter()
+            .filter_map(|v| eg.encoder.encode_query(v).ok())
+            .collect();
+        (eg.generation, Query { vectors })
+    })
+}
+
+/// The αQE vector: the query vector most similar to the first neighbour, plus every
+/// neighbour `(score, unit vector)` weighted by `max(score, 0)^alpha`, normalised.
+pub fn expand_query(
+    vectors: &[Vec<f32>],
+    neighbours: &[(f32, Vec<f32>)],
+    alpha: f32,
+) -> Option<Vec<f32>> {
+    let (_, first) = neighbours.first()?;
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let best = vectors
+        .iter()
+        .max_by(|a, b| dot(a, first).total_cmp(&dot(b, first)))?;
+    let mut q = best.clone();
+    for (s, v) in neighbours {
+        let w = s.max(0.0).powf(alpha);
+        for (a, x) in q.iter_mut().zip(v) {
+            *a += w * x;
+        }
+    }
+    vsa_models::l2_normalise(&mut q);
+    q.iter().all(|x| x.is_finite()).then_some(q)
+}
+
+/// The mean of the head's class probabilities over unit vectors scaled by `scale`.
+pub fn mean_probabilities(head: &ClassifierHead, vectors: &[Vec<f32>], scale: f32) -> Vec<f32> {
+    let mut mean = vec![0.0f32; head.classes];
+    for v in vectors {
+        for (m, p) in mean.iter_mut().zip(head.probabilities(v, scale)) {
+            *m += p / vectors.len() as f32;
+        }
+    }
+    mean
+}
+
+/// Default `[search] logit_scale`: the mean norm of the bundled model's raw 224×224 pooled
+/// embeddings over the clipart-public-v1 catalogue.
+const LOGIT_SCALE: f32 = 16.5;
+
+/// The classifier head, read from the model file only when some preset uses it.
+fn load_head(quality: &QualityConfig, manifest: &Manifest) -> Option<Arc<ClassifierHead>> {
+    let wanted = quality
+        .presets
+        .values()
+        .any(|p| p.category_model == CategoryModel::Logits);
+    let output = manifest.outputs.logits.as_deref()?;
+    if !wanted {
+        return None;
+    }
+    let head = manifest
+        .read_model_bytes()
+        .ok()
+        .and_then(|b| ClassifierHead::from_onnx(&b, output))
+        .filter(|h| h.dim == manifest.outputs.embedding_dim);
+    if head.is_none() {
+        tracing::warn!("no classifier head in the model file: the logits category branch is off");
+    }
+    head.map(Arc::new)
+}
+
+/// Rebuilds the category codebook whenever the coordinator publishes new centroids (after
+/// each fit): every partition's sample through the head, summed per category. Ends with the
+/// routing table's sender.
+async fn keep_codebook(
+    mut routing: watch::Receiver<Arc<RoutingTable>>,
+    head: Arc<ClassifierHead>,
+    codebook: Arc<std::sync::RwLock<Option<Arc<CategoryCodebook>>>>,
+    scale: f32,
+    fit_sample: usize,
+) {
+    let mut built_for: Option<Arc<crate::coordinator::CategoryCentroids>> = None;
+    loop {
+        let table = routing.borrow_and_update().clone();
+        let fresh = match (&table.centroids, &built_for) {
+            (Some(c), Some(b)) => !Arc::ptr_eq(c, b),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if fresh {
+            built_for = table.centroids.clone();
+            let slots: Vec<PartitionSlot> = table.slots().cloned().collect();
+            let per = fit_sample / slots.len().max(1) + 1;
+            let mut samples: Vec<(String, Vec<Vec<f32>>)> = Vec::new();
+            for slot in &slots {
+                if let Ok(v) = ractor::call_t!(slot.actor, PartitionMessage::Sample, 10_000, per) {
+                    samples.push((slot.category.clone(), v));
+                }
+            }
+            let head = head.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                let mut sums: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+                for (category, vectors) in samples {
+                    let acc = sums
+                        .entry(category)
+                        .or_insert_with(|| vec![0.0; head.classes]);
+                    for v in &vectors {
+                        for (a, p) in acc.iter_mut().zip(head.probabilities(v, scale)) {
+                            *a += p;
+                        }
+                    }
+                }
+                CategoryCodebook::new(sums.into_iter().collect())
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Ok(mut slot) = codebook.write() {
+                *slot = built.map(Arc::new);
+            }
+        }
+        // Centroids change with every size change below the fit threshold: coalesce.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if routing.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn filter_from(clauses: &[FilterClause]) -> Result<Option<Filter>> {

@@ -36,7 +36,7 @@ pub use durability::{FsyncPolicy, StorageConfig};
 pub use engine::{Engine, EngineConfig, LimitsConfig, SearchConfig};
 pub use error::{EngineError, Result};
 pub use inference::PoolConfig;
-pub use quality::{Preset, QualityConfig};
+pub use quality::{CategoryModel, Preset, QualityConfig};
 
 /// Gives the calling thread the lowest CPU priority, for background work that must not slow
 /// searches (Linux: the `SCHED_IDLE` policy, which runs only when a core has nothing else to

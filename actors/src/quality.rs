@@ -51,6 +51,36 @@ pub struct Preset {
     /// Each hit's visual score adds this × the fused probability of its category: the
     /// neighbours' consensus on the category as a soft prior (0: off).
     pub category_weight: f32,
+    /// The model branch of category prediction: `centroid` (nearest category centroid) or
+    /// `logits` (the model's ImageNet class probabilities through the catalogue's category
+    /// codebook, `P(category | class)`).
+    pub category_model: CategoryModel,
+    /// Fuse by the vote's own confidence: the vote gets the weight of its top share and the
+    /// model branch the rest, so the model decides mostly where the neighbours disagree
+    /// (false: the fixed `knn_weight`).
+    pub confidence_fusion: bool,
+    /// α-query expansion: search again with the best query vector plus this many top hits'
+    /// vectors weighted by `max(s, 0)^qe_alpha`, added as one more query vector (0: off).
+    pub query_expansion: usize,
+    /// The exponent of the expansion weights.
+    pub qe_alpha: f32,
+    /// One more crop: the first box widened by this fraction of its side (0: none).
+    pub loose_crop: f32,
+    /// Add the feature map averaged inside every box, not only the first (free).
+    pub all_map_vectors: bool,
+    /// Add the feature map pooled with the catalogue-similarity map as weights (a soft box).
+    pub soft_map_vector: bool,
+}
+
+/// Which model branch predicts the category next to the kNN vote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryModel {
+    /// Softmax over the cosines with each category's mean embedding.
+    #[default]
+    Centroid,
+    /// The classifier head's class probabilities through the category codebook.
+    Logits,
 }
 
 impl Default for Preset {
@@ -72,6 +102,13 @@ impl Default for Preset {
             top_categories: 0,
             hierarchical_category: false,
             category_weight: 0.0,
+            category_model: CategoryModel::Centroid,
+            confidence_fusion: false,
+            query_expansion: 0,
+            qe_alpha: 3.0,
+            loose_crop: 0.0,
+            all_map_vectors: false,
+            soft_map_vector: false,
         }
     }
 }
@@ -148,6 +185,16 @@ impl QualityConfig {
             }
             if p.crops > 3 {
                 return Err(format!("quality.presets.{name}.crops must be 0..=3"));
+            }
+            if p.query_expansion > 50 || !(0.0..=16.0).contains(&p.qe_alpha) {
+                return Err(format!(
+                    "quality.presets.{name}: query_expansion must be 0..=50 and qe_alpha in [0, 16]"
+                ));
+            }
+            if !(0.0..=1.0).contains(&p.loose_crop) {
+                return Err(format!(
+                    "quality.presets.{name}.loose_crop must be in [0, 1]"
+                ));
             }
             if !(0.0..0.9).contains(&p.shrink) {
                 return Err(format!("quality.presets.{name}.shrink must be in [0, 0.9)"));

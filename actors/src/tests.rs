@@ -3,8 +3,8 @@
 use vsa_index::Filter;
 
 use crate::engine::{
-    centroid_distribution, fuse_categories, predict_category, top_level, vote_category,
-    vote_distribution,
+    centroid_distribution, expand_query, fuse_categories, mean_probabilities, predict_category,
+    top_level, vote_category, vote_distribution,
 };
 use crate::partition::PartitionHit;
 use crate::quality::QualityConfig;
@@ -164,9 +164,51 @@ fn quality_presets_validate() {
         p.map_width = 100;
     }
     assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    if let Some(p) = bad.presets.get_mut("best") {
+        p.loose_crop = 2.0;
+    }
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    if let Some(p) = bad.presets.get_mut("best") {
+        p.qe_alpha = f32::NAN;
+    }
+    assert!(bad.validate().is_err());
     let mut bad = q;
     bad.ingest_rotations.clear();
     assert!(bad.validate().is_err());
+}
+
+#[test]
+fn query_expansion_leans_towards_close_neighbours() {
+    let q = vec![vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0]];
+    // The first neighbour is closest to the first query vector, so that one is expanded.
+    let near = (0.9, vec![0.8, 0.6, 0.0]);
+    let far = (0.1, vec![0.0, 1.0, 0.0]);
+    let e = expand_query(&q, &[near, far.clone()], 3.0).expect("expanded");
+    assert!((e.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    assert_eq!(e[2], 0.0);
+    assert!(e[0] > e[1] && e[1] > 0.0, "{e:?}");
+    // A distant neighbour barely moves it; α = 0 weighs all neighbours alike.
+    let barely = expand_query(&q, &[(0.9, q[0].clone()), far.clone()], 3.0).expect("expanded");
+    assert!(barely[1] < 0.001, "{barely:?}");
+    let flat = expand_query(&q, &[(0.9, q[0].clone()), far], 0.0).expect("expanded");
+    assert!(flat[1] > 0.3, "{flat:?}");
+    assert!(expand_query(&q, &[], 3.0).is_none());
+}
+
+#[test]
+fn mean_probabilities_average_the_heads_softmax() {
+    // Two classes reading one coordinate each.
+    let head = vsa_models::ClassifierHead::new(2, 2, vec![1.0, 0.0, 0.0, 1.0], vec![0.0, 0.0])
+        .expect("head");
+    let p = mean_probabilities(&head, &[vec![1.0, 0.0], vec![0.0, 1.0]], 5.0);
+    assert!(
+        (p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6,
+        "{p:?}"
+    );
+    let p = mean_probabilities(&head, &[vec![1.0, 0.0]], 5.0);
+    assert!(p[0] > 0.99, "{p:?}");
 }
 
 proptest::proptest! {

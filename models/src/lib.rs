@@ -11,6 +11,8 @@
 //! - [`decode`]: bytes → RGB with byte and pixel limits checked before decoding, EXIF orientation.
 //! - [`preprocess`]: fast_image_resize bilinear resize and crop, `(x − mean) / scale` into NCHW.
 //! - [`embedder`]: the session, batches, typed outputs, class names, vector helpers.
+//! - [`head`]: the classifier head read from the ONNX file (class probabilities of a stored
+//!   embedding) and the category codebook built on it.
 //! - [`roi`]: localisation by catalogue similarity (feature map × prototypes → boxes), k-means,
 //!   rotation on white.
 //! - [`colour`]: named-colour histogram with background suppression, dominant colour name.
@@ -20,6 +22,7 @@ pub mod colour;
 pub mod decode;
 pub mod embedder;
 pub mod error;
+pub mod head;
 pub mod manifest;
 pub mod preprocess;
 pub mod quality;
@@ -35,6 +38,7 @@ pub use embedder::{
     top_classes,
 };
 pub use error::{ModelError, Result};
+pub use head::{CategoryCodebook, ClassifierHead};
 pub use image;
 pub use manifest::Manifest;
 pub use preprocess::{Preprocessor, Rect};

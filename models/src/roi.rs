@@ -180,6 +180,33 @@ pub fn thresholds(map: &[f32]) -> [f32; 3] {
     [(mean + max) / 2.0, mean + sd, mean + 0.5 * sd]
 }
 
+/// The feature map pooled with each cell weighted by how far its catalogue similarity lies
+/// above the map's mean (a soft box: the object's cells count most, cells at or below the
+/// mean not at all); the plain mean when no cell stands out.
+pub fn soft_pool(fm: &FeatureMap, map: &[f32]) -> Vec<f32> {
+    let plane = fm.height * fm.width;
+    if map.len() != plane || fm.data.len() != plane * fm.channels {
+        return fm.mean_over(0, fm.height, 0, fm.width);
+    }
+    let mean = map.iter().sum::<f32>() / plane.max(1) as f32;
+    let weights: Vec<f32> = map.iter().map(|s| (s - mean).max(0.0)).collect();
+    let total: f32 = weights.iter().sum();
+    if total.is_nan() || total <= 0.0 {
+        return fm.mean_over(0, fm.height, 0, fm.width);
+    }
+    fm.data
+        .chunks_exact(plane)
+        .map(|channel| {
+            channel
+                .iter()
+                .zip(&weights)
+                .map(|(x, w)| x * w)
+                .sum::<f32>()
+                / total
+        })
+        .collect()
+}
+
 /// The bounding box of the largest 4-connected region of cells `>= threshold`.
 pub fn largest_region(map: &[f32], height: usize, width: usize, threshold: f32) -> Option<CellBox> {
     if map.len() != height * width {
@@ -519,6 +546,21 @@ mod tests {
             width: w,
             data,
         }
+    }
+
+    #[test]
+    fn soft_pool_weighs_the_cells_above_the_mean() {
+        // One channel, three cells; only the third stands out in the map.
+        let fm = FeatureMap {
+            channels: 1,
+            height: 1,
+            width: 3,
+            data: vec![1.0, 2.0, 9.0],
+        };
+        assert_eq!(soft_pool(&fm, &[0.1, 0.1, 0.7]), vec![9.0]);
+        // A flat map (or a wrong-sized one) gives the plain mean.
+        assert_eq!(soft_pool(&fm, &[0.5, 0.5, 0.5]), vec![4.0]);
+        assert_eq!(soft_pool(&fm, &[0.5]), vec![4.0]);
     }
 
     #[test]

@@ -176,3 +176,24 @@ fn a_wrong_model_checksum_is_refused() {
     let err = manifest.read_model_bytes().unwrap_err();
     assert!(err.to_string().contains("sha256"), "{err}");
 }
+
+#[test]
+fn the_head_read_from_the_model_file_reproduces_its_logits() {
+    let manifest = Manifest::bundled().unwrap();
+    let bytes = manifest.read_model_bytes().unwrap();
+    let output = manifest.outputs.logits.as_deref().unwrap();
+    let head = vsa_models::ClassifierHead::from_onnx(&bytes, output).expect("a Gemm head");
+    assert_eq!((head.classes, head.dim), (1000, 1280));
+    let mut e = embedder();
+    let img = photo("coffee.png");
+    let out = e.embed_images(&[(&img, None)]).unwrap();
+    let got = head.probabilities(&out.embeddings[0], 1.0);
+    let mut want = out.logits[0].clone();
+    vsa_models::head::softmax_in_place(&mut want);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference {worst}");
+}
