@@ -8,7 +8,7 @@
 //! Engine::click  ── checked against the QueryLog ──▶ Click (+ a Batch of co-clicks with the items clicked
 //!                                                   for the same query) ──▶ aggregators
 //! Engine::clicks ── each click checked the same way ──▶ one Batch per aggregator (not awaited)
-//! Engine::search (ctr weight ≠ 0) ── Ctrs(keys) ──▶ aggregators ──▶ rerank
+//! Engine::search (ctr weight ≠ 0) ── reads the aggregators' ClickTables ──▶ rerank
 //! ```
 //!
 //! Items are known to the aggregators by a stable 64-bit key of their id ([`item_key`]): the
@@ -445,6 +445,15 @@ pub struct ClickBatch {
     pub queued: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
+impl ClickBatch {
+    /// The batch, counted in `queued` until it is applied or dropped.
+    pub fn counted(mut self, queued: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queued = Some(queued.clone());
+        self
+    }
+}
+
 impl Drop for ClickBatch {
     fn drop(&mut self) {
         if let Some(q) = self.queued.take() {
@@ -473,8 +482,6 @@ pub type Edge = (String, u64, f32);
 pub enum AggregatorMessage {
     /// A click (key, id); replies with the item's CTR after it.
     Click(u64, String, f64, RpcReplyPort<f32>),
-    /// Smoothed CTRs of items by key (prior for unknown ones).
-    Ctrs(Vec<u64>, f64, RpcReplyPort<Vec<f32>>),
     /// The top `n` items by CTR (with at least one click).
     Top(usize, f64, RpcReplyPort<Vec<TopItem>>),
     /// Co-click edges at least this heavy.
@@ -813,16 +820,6 @@ impl Actor for ClickAggregator {
                 }
                 state.dirty = true;
                 // Dropping the batch takes it off the engine's count.
-            }
-            AggregatorMessage::Ctrs(keys, now, reply) => {
-                let cfg = &state.config;
-                let prior = smoothed(0.0, 0.0, cfg);
-                let items = read_table(&state.items);
-                let ctrs = keys
-                    .iter()
-                    .map(|k| items.get(k).map_or(prior, |e| e.ctr(now, cfg)))
-                    .collect();
-                let _ = reply.send(ctrs);
             }
             AggregatorMessage::Top(n, now, reply) => {
                 let cfg = &state.config;

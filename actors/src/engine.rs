@@ -253,15 +253,14 @@ impl Inner {
                     .fetch_add(n as u64, Ordering::Relaxed);
                 continue;
             }
-            queued.fetch_add(1, Ordering::Relaxed);
             let batch = ClickBatch {
                 impressions,
                 clicks: Vec::new(),
                 co: Vec::new(),
                 now: now_s(),
-                queued: Some(queued.clone()),
+                queued: None,
             };
-            let _ = a.send_message(AggregatorMessage::Batch(batch));
+            let _ = a.send_message(AggregatorMessage::Batch(batch.counted(queued)));
         }
     }
 }
@@ -1120,12 +1119,12 @@ impl Engine {
                 }
                 answer
             }
-            None => {
-                let key = item_key(&req.item_id);
-                let ctrs =
-                    ractor::call_t!(owner_of(key), AggregatorMessage::Ctrs, 2000, vec![key], now)?;
-                ctrs.first().copied().unwrap_or(0.0)
-            }
+            // A repeat: the CTR as searches read it.
+            None => self
+                .ctrs(std::slice::from_ref(&req.item_id))
+                .first()
+                .copied()
+                .unwrap_or(0.0),
         };
         Ok(ClickReply {
             query_id: req.query_id,
@@ -1190,10 +1189,8 @@ impl Engine {
                 continue;
             }
             w.now = now;
-            queued.fetch_add(1, Ordering::Relaxed);
-            w.queued = Some(queued.clone());
             // A failed send drops the batch, which takes it off the count.
-            if let Err(e) = a.send_message(AggregatorMessage::Batch(w)) {
+            if let Err(e) = a.send_message(AggregatorMessage::Batch(w.counted(queued))) {
                 tracing::warn!(error = %e, "a click aggregator is gone; its share of a batch is lost");
             }
         }
