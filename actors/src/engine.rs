@@ -30,7 +30,7 @@ use vsa_protocol::{
 use crate::clicks::{
     AggregatorArguments, AggregatorMessage, CLICK_BATCHES_QUEUED, ClickBatch, ClickConfig,
     ClickRuntime, ClickTable, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH, IMPRESSIONS_PENDING,
-    Impressions, QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
+    Impressions, PREFETCH_RUN, QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
 };
 use crate::coordinator::{
     CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
@@ -1160,12 +1160,17 @@ impl Engine {
             w.impressions = impressions;
         }
         let mut reply = ClicksReply::default();
-        {
+        let mut batch = batch;
+        for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
+            // The log's lock is taken per run, not per batch: a search logging its results
+            // waits for at most one run's checks.
             let Ok(mut log) = self.inner.query_log.lock() else {
                 return Err(EngineError::Internal("query log poisoned".into()));
             };
-            for (i, req) in batch.into_iter().enumerate() {
-                match check_click(&mut log, &req, self.inner.config.clicks.co_clicks_per_click) {
+            log.prefetch(run.iter().map(|c| c.query_id));
+            for (j, req) in run.iter_mut().enumerate() {
+                let i = r * PREFETCH_RUN + j;
+                match check_click(&mut log, req, self.inner.config.clicks.co_clicks_per_click) {
                     Err(e) => {
                         self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
                         reply
@@ -1177,7 +1182,7 @@ impl Engine {
                         route_co_clicks(&mut work, key, &before);
                         work[aggregator_of(key, aggs.len())]
                             .clicks
-                            .push((key, req.item_id));
+                            .push((key, std::mem::take(&mut req.item_id)));
                         reply.accepted += 1;
                     }
                 }

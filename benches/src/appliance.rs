@@ -180,6 +180,55 @@ pub fn search_load_timed(
     Ok(all)
 }
 
+/// An open-loop search load: `rate` searches/s in all, on a fixed schedule over `clients`
+/// connections (each takes every `clients`-th slot), for `secs`; each search as (its
+/// scheduled start in seconds after `origin`, its latency in ms counted from that scheduled
+/// start, so a search that had to wait for the one before it on its connection counts the
+/// wait: no coordinated omission). Unlike [`search_load`], the load does not back off when
+/// the server slows down — the way shoppers' requests arrive.
+pub fn search_load_paced(
+    server: &Server,
+    n: u64,
+    clients: u64,
+    secs: f64,
+    origin: Instant,
+    rate: f64,
+) -> Res<Vec<(f64, f64)>> {
+    let start = Instant::now();
+    let total = (secs * rate) as u64;
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = server.client().map_err(|e| e.to_string());
+            std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
+                let mut client = client?;
+                let mut lat = Vec::new();
+                for slot in (c..total).step_by(clients as usize) {
+                    let due = start + Duration::from_secs_f64(slot as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    client
+                        .search(SearchRequest::new(
+                            QueryInput::Embedding(embedding((slot * 7919) % n)),
+                            10,
+                        ))
+                        .map_err(|e| e.to_string())?;
+                    lat.push((
+                        due.duration_since(origin).as_secs_f64(),
+                        due.elapsed().as_secs_f64() * 1000.0,
+                    ));
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| "search thread panicked")??);
+    }
+    Ok(all)
+}
+
 /// Splits timed searches (from [`search_load_timed`]) into those that started inside one of
 /// `windows` (start, end in seconds after the same origin) and the others; both sorted (ms).
 pub fn split_by_windows(searches: &[(f64, f64)], windows: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {

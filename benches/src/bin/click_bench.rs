@@ -14,8 +14,8 @@
 //! the rate they achieve is measured and printed.
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q]
-//! [--rate CLICKS_PER_S] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
-//! [--absorb-only]
+//! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
+//! [--absorb-only] [--search-rate SEARCHES_PER_S]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
 use std::path::PathBuf;
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use vsa_actors::lower_thread_priority;
 use vsa_benches::appliance::{
-    Res, Server, embedding, ingest, percentile, search_load, search_load_timed, split_by_windows,
+    Res, Server, embedding, ingest, percentile, search_load, search_load_paced, search_load_timed,
+    split_by_windows,
 };
 use vsa_protocol::{AdminAction, ClickRequest, QueryInput, Request, Response, SearchRequest};
 
@@ -126,6 +127,26 @@ fn report(label: &str, lat: &[f64]) {
     );
 }
 
+/// The search load of the latency runs.
+#[derive(Clone, Copy)]
+enum Load {
+    /// 2 clients, each sending its next search when the last is answered: the machine is
+    /// kept busy (whatever the clicks take comes out of the searches).
+    Closed,
+    /// This many searches/s on a fixed schedule over 8 clients, latency from the scheduled
+    /// start: a service with headroom, as one is run.
+    Paced(f64),
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Load::Closed => write!(f, "2 closed-loop clients"),
+            Load::Paced(r) => write!(f, "{r:.0} searches/s on a fixed schedule (8 clients)"),
+        }
+    }
+}
+
 /// The "on" windows (start, end in seconds) and what the switch returned for each.
 type Switched<T> = (Vec<(f64, f64)>, Vec<T>);
 
@@ -135,6 +156,7 @@ type Switched<T> = (Vec<(f64, f64)>, Vec<T>);
 fn alternate<T: Send>(
     server: &Server,
     items: u64,
+    load: Load,
     secs: f64,
     window: f64,
     switch: impl Fn(bool, &AtomicBool) -> Res<T> + Sync,
@@ -170,7 +192,10 @@ fn alternate<T: Send>(
             }
             Ok((windows, results))
         });
-        let searches = search_load_timed(server, items, 2, secs, origin);
+        let searches = match load {
+            Load::Closed => search_load_timed(server, items, 2, secs, origin),
+            Load::Paced(rate) => search_load_paced(server, items, 8, secs, origin, rate),
+        };
         done.store(true, Ordering::Relaxed);
         let (windows, results) = toggler.join().map_err(|_| "toggler panicked")??;
         let (inside, outside) = split_by_windows(&searches?, &windows);
@@ -188,6 +213,7 @@ fn main() -> Res<()> {
     let mut absorb_only = false;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
+    let mut load = Load::Closed;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -200,6 +226,9 @@ fn main() -> Res<()> {
             "--absorb-only" => absorb_only = true,
             "--absorb" => absorb = args.next().ok_or("--absorb CLICKS")?.parse()?,
             "--batch" => batch = args.next().ok_or("--batch CLICKS")?.parse()?,
+            "--search-rate" => {
+                load = Load::Paced(args.next().ok_or("--search-rate SEARCHES_PER_S")?.parse()?)
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -277,7 +306,14 @@ fn main() -> Res<()> {
         sending(batch)
     );
     if !absorb_only {
-        interleaved(&server, items, &stream, paced_rate, secs, window, batch)?;
+        let plan = Plan {
+            load,
+            rate: paced_rate,
+            secs,
+            window,
+            batch,
+        };
+        interleaved(&server, items, &stream, &plan)?;
     }
     let stats = server
         .client()?
@@ -298,20 +334,32 @@ fn main() -> Res<()> {
     Ok(())
 }
 
-/// Search latency with the click load and the CTR weight each switched on and off in turn.
-fn interleaved(
-    server: &Server,
-    items: u64,
-    stream: &Arc<ClickStream>,
+/// How the latency runs are made.
+struct Plan {
+    load: Load,
+    /// Clicks/s while the click load is on (0: an A/A run).
     rate: f64,
     secs: f64,
     window: f64,
+    /// Clicks per request.
     batch: usize,
-) -> Res<()> {
+}
+
+/// Search latency with the click load and the CTR weight each switched on and off in turn.
+fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Plan) -> Res<()> {
+    let Plan {
+        load,
+        rate,
+        secs,
+        window,
+        batch,
+    } = *plan;
     search_load(server, items, 2, 3.0)?; // warm-up
     let sent_before = stream.next.load(Ordering::Relaxed);
-    let (during, between, bursts) = alternate(server, items, secs, window, |on, end| {
-        if !on {
+    let (during, between, bursts) = alternate(server, items, load, secs, window, |on, end| {
+        // `--rate 0`: the windows alternate with nothing switched, which shows the spread
+        // of the measurement itself on this machine (an A/A comparison).
+        if !on || rate <= 0.0 {
             return Ok((0, 1.0));
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -335,7 +383,7 @@ fn interleaved(
     let repeats = sent_after.saturating_sub(distinct) - sent_before.saturating_sub(distinct);
     let sent = sent_after - sent_before;
     println!(
-        "\n### search load, 2 clients, {secs:.0} s; the click load (2 more clients, paced at {rate:.0}/s, {}) on in alternate {window:.0} s windows",
+        "\n### search load: {load}, {secs:.0} s; the click load (2 more clients, paced at {rate:.0}/s, {}) on in alternate {window:.0} s windows",
         sending(batch)
     );
     println!(
@@ -352,12 +400,12 @@ fn interleaved(
         (percentile(&during, 0.99) / percentile(&between, 0.99) - 1.0) * 100.0,
         (percentile(&during, 0.5) / percentile(&between, 0.5) - 1.0) * 100.0
     );
-    let (weighted, unweighted, _) = alternate(server, items, secs, window, |on, _| {
+    let (weighted, unweighted, _) = alternate(server, items, load, secs, window, |on, _| {
         admin_weights(server, if on { 1.0 } else { 0.0 })
     })?;
     admin_weights(server, 0.0)?;
     println!(
-        "\n### search load, 2 clients, {secs:.0} s; the CTR weight 1 in alternate {window:.0} s windows, 0 in the others (no clicks)"
+        "\n### search load: {load}, {secs:.0} s; the CTR weight 1 in alternate {window:.0} s windows, 0 in the others (no clicks)"
     );
     println!("| searches started | queries | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
