@@ -487,6 +487,36 @@ impl Engine {
         .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
     }
 
+    /// The whole of `img` at `width` × `height`, once per Gaussian blur σ in `sigmas`.
+    async fn blurred(
+        &self,
+        img: Arc<RgbImage>,
+        sigmas: Vec<f32>,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<Prepared>> {
+        let input = self.inner.manifest.input.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
+            let mut pre = Preprocessor::new(input.mean, input.scale);
+            let resized = pre.resize(&img, None, width, height)?;
+            sigmas
+                .into_iter()
+                .map(|sigma| {
+                    let blurred = vsa_models::image::imageops::blur(&resized, sigma);
+                    let mut tensor = vec![0.0; 3 * width as usize * height as usize];
+                    pre.normalise_into(&blurred, &mut tensor)?;
+                    Ok(Prepared {
+                        tensor,
+                        height,
+                        width,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
+    }
+
     /// Runs prepared inputs through the pool and returns their L2-normalised embeddings.
     async fn embed_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<Vec<f32>>> {
         let jobs = prepared
@@ -519,7 +549,13 @@ impl Engine {
             .iter()
             .map(|a| (None, *a))
             .collect();
-        let prepared = self.tensors(img, views, input.width, input.height).await?;
+        let blurs = self.inner.config.quality.ingest_blurs.clone();
+        let mut prepared = self
+            .tensors(img.clone(), views, input.width, input.height)
+            .await?;
+        if !blurs.is_empty() {
+            prepared.extend(self.blurred(img, blurs, input.width, input.height).await?);
+        }
         let mut sum = vec![0.0f32; self.inner.manifest.outputs.embedding_dim];
         for e in self.embed_prepared(prepared).await? {
             for (s, x) in sum.iter_mut().zip(&e) {

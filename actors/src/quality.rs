@@ -123,6 +123,10 @@ pub struct QualityConfig {
     pub presets: BTreeMap<String, Preset>,
     /// Rotations (degrees) embedded at ingest; the item's index vector is the normalised sum.
     pub ingest_rotations: Vec<f32>,
+    /// Gaussian blurs (σ in pixels of the model's input) of the upright item embedded at
+    /// ingest and summed into the index vector with the rotations, for blurred and small
+    /// real-shot objects (each costs one more model run per item). Empty: none.
+    pub ingest_blurs: Vec<f32>,
 }
 
 impl Default for QualityConfig {
@@ -157,6 +161,7 @@ impl Default for QualityConfig {
             default_preset: "best".to_string(),
             presets,
             ingest_rotations: vec![0.0, 10.0, -10.0, 20.0, -20.0],
+            ingest_blurs: Vec::new(),
         }
     }
 }
@@ -205,6 +210,11 @@ impl QualityConfig {
             || self.ingest_rotations.iter().any(|a| !a.is_finite())
         {
             return Err("quality.ingest_rotations must hold 1..=16 finite angles".into());
+        }
+        if self.ingest_blurs.len() > 8
+            || self.ingest_blurs.iter().any(|s| !(0.0..=16.0).contains(s))
+        {
+            return Err("quality.ingest_blurs must hold at most 8 blurs of σ in [0, 16]".into());
         }
         Ok(())
     }

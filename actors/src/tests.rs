@@ -174,9 +174,18 @@ fn quality_presets_validate() {
         p.qe_alpha = f32::NAN;
     }
     assert!(bad.validate().is_err());
-    let mut bad = q;
+    let mut bad = q.clone();
     bad.ingest_rotations.clear();
     assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    bad.ingest_blurs = vec![f32::NAN];
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    bad.ingest_blurs = vec![1.0; 9];
+    assert!(bad.validate().is_err());
+    let mut good = q;
+    good.ingest_blurs = vec![2.0];
+    assert!(good.validate().is_ok());
 }
 
 #[test]
