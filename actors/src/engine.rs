@@ -38,11 +38,12 @@ use crate::coordinator::{
 use crate::durability::StorageConfig;
 use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
-use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery};
+use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery, WhitenedQuery};
 use crate::quality::{CategoryModel, Preset, QualityConfig};
 use crate::store::ItemRecord;
 use crate::supervisor::{FailureLog, Root, RootArguments, RootMessage};
 use crate::telemetry::{HistogramSet, InFlight, ShardMeters};
+use crate::whitening::Whitener;
 
 /// Limits on what clients send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +214,8 @@ struct Inner {
     head: Option<Arc<ClassifierHead>>,
     /// The category codebook over that head, rebuilt after each fit of the centroids.
     codebook: Arc<std::sync::RwLock<Option<Arc<CategoryCodebook>>>>,
+    /// Learned whitening: ingest pairs and the fitted transform.
+    whitener: Arc<Whitener>,
 }
 
 /// Impressions kept in the engine until the next flush, one list per aggregator.
@@ -362,6 +365,11 @@ impl Engine {
             n => n,
         };
         let flusher = click_runtime.handle();
+        let whitener = Arc::new(Whitener::new(
+            config.quality.whitening.clone(),
+            manifest.outputs.embedding_dim,
+            config.storage.dir.clone(),
+        ));
         let engine = Engine {
             inner: Arc::new(Inner {
                 config,
@@ -393,6 +401,7 @@ impl Engine {
                 stages: HistogramSet::default(),
                 head,
                 codebook,
+                whitener,
             }),
         };
         // Impressions reach the aggregators within IMPRESSION_FLUSH however few searches come.
@@ -517,6 +526,38 @@ impl Engine {
         .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
     }
 
+    /// `n` synthetic real-shot views of a catalogue image at `size` × `size`
+    /// ([`vsa_models::query_view`]), seeded by the image's pixels so a re-ingest repeats them.
+    async fn synthetic_views(
+        &self,
+        img: Arc<RgbImage>,
+        n: usize,
+        size: u32,
+    ) -> Result<Vec<Prepared>> {
+        let input = self.inner.manifest.input.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            img.as_raw().hash(&mut h);
+            let seed = h.finish();
+            let pre = Preprocessor::new(input.mean, input.scale);
+            (0..n as u64)
+                .map(|i| {
+                    let view = vsa_models::query_view(&img, size, seed.wrapping_add(i))?;
+                    let mut tensor = vec![0.0; 3 * size as usize * size as usize];
+                    pre.normalise_into(&view, &mut tensor)?;
+                    Ok(Prepared {
+                        tensor,
+                        height: size,
+                        width: size,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
+    }
+
     /// Runs prepared inputs through the pool and returns their L2-normalised embeddings.
     async fn embed_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<Vec<f32>>> {
         let jobs = prepared
@@ -554,15 +595,31 @@ impl Engine {
             .tensors(img.clone(), views, input.width, input.height)
             .await?;
         if !blurs.is_empty() {
-            prepared.extend(self.blurred(img, blurs, input.width, input.height).await?);
+            prepared.extend(
+                self.blurred(img.clone(), blurs, input.width, input.height)
+                    .await?,
+            );
+        }
+        let summed = prepared.len();
+        let whitener = self.inner.whitener.clone();
+        if whitener.views() > 0 {
+            prepared.extend(
+                self.synthetic_views(img, whitener.views(), input.width)
+                    .await?,
+            );
         }
         let mut sum = vec![0.0f32; self.inner.manifest.outputs.embedding_dim];
-        for e in self.embed_prepared(prepared).await? {
+        let mut embeddings = self.embed_prepared(prepared).await?;
+        let views = embeddings.split_off(summed.min(embeddings.len()));
+        for e in embeddings {
             for (s, x) in sum.iter_mut().zip(&e) {
                 *s += x;
             }
         }
         vsa_models::l2_normalise(&mut sum);
+        if !views.is_empty() && whitener.add(&views, &sum) {
+            tokio::task::spawn_blocking(move || whitener.fit());
+        }
         Ok((sum, colour, quality))
     }
 
@@ -860,7 +917,24 @@ impl Engine {
             exclude,
             colour,
             second_weight: preset.second_weight,
+            whitened: None,
         };
+        if preset.whitened > 0.0
+            && let Some(w) = self.inner.whitener.current()
+        {
+            let t: Vec<Vec<f32>> = query
+                .vectors
+                .iter()
+                .filter_map(|v| w.transform_query(v))
+                .collect();
+            if t.len() == query.vectors.len() {
+                query.whitened = Some(WhitenedQuery {
+                    whitening: w,
+                    vectors: t,
+                    weight: preset.whitened,
+                });
+            }
+        }
         // A shard being rebuilt from disk is left out: the answer says `degraded`.
         let recovering = slots.iter().filter(|s| s.recovering).count();
         let slots: Vec<_> = slots.into_iter().filter(|s| !s.recovering).collect();
@@ -1537,7 +1611,29 @@ impl Engine {
         )?;
         let msg = r.map_err(EngineError::Unavailable)?;
         self.save_clicks().await?;
+        self.save_whitening().await?;
         Ok(msg)
+    }
+
+    /// Saves the learned whitening's pairs and fit (with the data folder; no-op without).
+    pub async fn save_whitening(&self) -> Result<()> {
+        let whitener = self.inner.whitener.clone();
+        tokio::task::spawn_blocking(move || whitener.save())
+            .await
+            .map_err(|e| EngineError::Internal(format!("whitening save task: {e}")))?
+            .map_err(EngineError::Unavailable)
+    }
+
+    /// The learned whitening: `(pairs accumulated, directions of the fit in force or 0,
+    /// pairs that fit used)`.
+    pub fn whitening_state(&self) -> (u64, usize, u64) {
+        let w = &self.inner.whitener;
+        let fit = w.current();
+        (
+            w.pairs(),
+            fit.as_ref().map_or(0, |f| f.rank()),
+            fit.as_ref().map_or(0, |f| f.pairs()),
+        )
     }
 
     /// Saves the click aggregators' state (with the data folder; no-op without).

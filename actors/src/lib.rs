@@ -29,6 +29,7 @@ pub mod rebalance;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod whitening;
 
 pub use clicks::{ClickConfig, RerankWeights};
 pub use coordinator::IndexConfig;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use vsa_index::{Encoder, Filter, Query, SearchParams, Shard};
+use vsa_index::{Encoder, Filter, Query, SearchParams, Shard, Whitening};
 
 use crate::rebalance::LoadMeter;
 use crate::store::{ItemRecord, ItemStore};
@@ -49,6 +49,60 @@ pub struct PartitionQuery {
     pub colour: Option<(Vec<f32>, f32)>,
     /// Weight of an item's second-best query vector in its score (0: best-of only).
     pub second_weight: f32,
+    /// The learned-whitening part of the score, when the preset asks for it.
+    pub whitened: Option<WhitenedQuery>,
+}
+
+/// Query vectors transformed by a fitted [`Whitening`]: an item's visual score becomes
+/// `(1 − weight) × cosine + weight × best whitened similarity`.
+#[derive(Debug, Clone)]
+pub struct WhitenedQuery {
+    /// The transform (for the items' norms).
+    pub whitening: Arc<Whitening>,
+    /// `Mq / √(qᵀMq)` per query vector.
+    pub vectors: Vec<Vec<f32>>,
+    /// Share of the whitened similarity, in (0, 1].
+    pub weight: f32,
+}
+
+impl WhitenedQuery {
+    /// The blended visual score of `r`, given its plain best cosine `s` and `√(xᵀMx)`.
+    fn blend(&self, s: f32, r: &ItemRecord, norm: f32) -> f32 {
+        if !(norm.is_finite() && norm > 0.0) {
+            return s;
+        }
+        let best = self
+            .vectors
+            .iter()
+            .map(|q| crate::store::dot_f16(q, &r.embedding))
+            .fold(f32::NEG_INFINITY, f32::max);
+        (1.0 - self.weight) * s + self.weight * best / norm
+    }
+}
+
+/// `√(xᵀMx)` of the items a whitened search has scored, for the whitening it was computed
+/// with: computed once per item and fit (`r` dot products), not per search. Keys are never
+/// reused by the store, so an entry can only go stale by its item leaving; the cache is
+/// cleared when it outgrows the store.
+#[derive(Debug, Default)]
+struct WhitenedNorms {
+    of: Option<Arc<Whitening>>,
+    norms: std::collections::HashMap<u64, f32>,
+}
+
+impl WhitenedNorms {
+    fn get(&mut self, w: &Arc<Whitening>, key: u64, r: &ItemRecord, live: usize) -> f32 {
+        if !self.of.as_ref().is_some_and(|o| Arc::ptr_eq(o, w)) || self.norms.len() > 2 * live + 64
+        {
+            self.of = Some(w.clone());
+            self.norms.clear();
+        }
+        *self.norms.entry(key).or_insert_with(|| {
+            let sq: f32 = r.embedding.iter().map(|v| v.to_f32() * v.to_f32()).sum();
+            w.norm2_with(sq, |v| crate::store::dot_f16(v, &r.embedding))
+                .sqrt()
+        })
+    }
 }
 
 /// One hit from one partition.
@@ -182,6 +236,8 @@ pub struct PartitionState {
     load: LoadMeter,
     /// Ids written directly while staging (None: not staging).
     touched: Option<std::collections::HashSet<String>>,
+    /// Whitened norms of the items scored so far.
+    wnorms: WhitenedNorms,
 }
 
 impl PartitionState {
@@ -270,6 +326,10 @@ impl PartitionState {
                     for h in hits {
                         if let Some(r) = self.store.get(h.id) {
                             let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
+                            let s = q.whitened.as_ref().map_or(s, |w| {
+                                let n = self.wnorms.get(&w.whitening, h.id, r, self.store.len());
+                                w.blend(s, r, n)
+                            });
                             scored.push((s, colour_term(q, r), vi, Some(h.hamming), r));
                         }
                     }
@@ -279,11 +339,16 @@ impl PartitionState {
                 }
             }
         } else {
-            for (_, r) in self.store.iter() {
+            let live = self.store.len();
+            for (key, r) in self.store.iter() {
                 if q.filter.as_ref().is_some_and(|f| !r.matches(f)) {
                     continue;
                 }
                 let (s, vi) = r.best_dot_with_second(&q.vectors, q.second_weight);
+                let s = q.whitened.as_ref().map_or(s, |w| {
+                    let n = self.wnorms.get(&w.whitening, key, r, live);
+                    w.blend(s, r, n)
+                });
                 scored.push((s, colour_term(q, r), vi, None, r));
             }
         }
@@ -340,6 +405,7 @@ impl Actor for Partition {
             searches: 0,
             load: LoadMeter::new(args.load_half_life_s, Instant::now()),
             touched: args.staging.then(std::collections::HashSet::new),
+            wnorms: WhitenedNorms::default(),
         };
         for record in args.initial {
             state.store.upsert(record);

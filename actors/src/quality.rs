@@ -70,6 +70,9 @@ pub struct Preset {
     pub all_map_vectors: bool,
     /// Add the feature map pooled with the catalogue-similarity map as weights (a soft box).
     pub soft_map_vector: bool,
+    /// Share of the learned-whitening similarity in the visual score (`[quality.whitening]`;
+    /// 0: the plain cosine, 1: the whitened one alone). Without a fitted whitening: plain.
+    pub whitened: f32,
 }
 
 /// Which model branch predicts the category next to the kNN vote.
@@ -109,6 +112,7 @@ impl Default for Preset {
             loose_crop: 0.0,
             all_map_vectors: false,
             soft_map_vector: false,
+            whitened: 0.0,
         }
     }
 }
@@ -127,6 +131,35 @@ pub struct QualityConfig {
     /// ingest and summed into the index vector with the rotations, for blurred and small
     /// real-shot objects (each costs one more model run per item). Empty: none.
     pub ingest_blurs: Vec<f32>,
+    /// Learned whitening: synthetic real-shot views of each item teach which directions a
+    /// photo's conditions move an embedding along (see `vsa_index::whiten`).
+    pub whitening: WhiteningConfig,
+}
+
+/// `[quality.whitening]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhiteningConfig {
+    /// Synthetic views embedded per ingested item for the fit (0: no whitening). Each costs
+    /// one model run at ingest; the views are not stored. Default 2 (4 measured no better).
+    pub views: usize,
+    /// Fit once this many pairs exist, and again each time the count doubles.
+    pub min_pairs: u64,
+    /// Eigen-directions kept.
+    pub rank: usize,
+    /// Shrinkage λ as a fraction of the mean eigenvalue.
+    pub shrink: f32,
+}
+
+impl Default for WhiteningConfig {
+    fn default() -> Self {
+        Self {
+            views: 2,
+            min_pairs: 512,
+            rank: 128,
+            shrink: 0.1,
+        }
+    }
 }
 
 impl Default for QualityConfig {
@@ -147,6 +180,7 @@ impl Default for QualityConfig {
                 map_width: 448,
                 map_height: 352,
                 crops: 1,
+                whitened: 0.8,
                 ..Preset::default()
             },
         );
@@ -154,6 +188,9 @@ impl Default for QualityConfig {
             "best".to_string(),
             Preset {
                 whole_crop: true,
+                // Measured on clipart-public-v1 (docs/QUALITY.md): 0.6–0.8 are within noise
+                // of each other, both far above the plain cosine.
+                whitened: 0.8,
                 ..Preset::default()
             },
         );
@@ -162,6 +199,7 @@ impl Default for QualityConfig {
             presets,
             ingest_rotations: vec![0.0, 10.0, -10.0, 20.0, -20.0],
             ingest_blurs: Vec::new(),
+            whitening: WhiteningConfig::default(),
         }
     }
 }
@@ -201,6 +239,9 @@ impl QualityConfig {
                     "quality.presets.{name}.loose_crop must be in [0, 1]"
                 ));
             }
+            if !(0.0..=1.0).contains(&p.whitened) {
+                return Err(format!("quality.presets.{name}.whitened must be in [0, 1]"));
+            }
             if !(0.0..0.9).contains(&p.shrink) {
                 return Err(format!("quality.presets.{name}.shrink must be in [0, 0.9)"));
             }
@@ -215,6 +256,18 @@ impl QualityConfig {
             || self.ingest_blurs.iter().any(|s| !(0.0..=16.0).contains(s))
         {
             return Err("quality.ingest_blurs must hold at most 8 blurs of σ in [0, 16]".into());
+        }
+        let w = &self.whitening;
+        if w.views > 16
+            || w.rank == 0
+            || w.rank > 512
+            || w.min_pairs < w.rank as u64
+            || !(w.shrink.is_finite() && w.shrink > 0.0 && w.shrink <= 100.0)
+        {
+            return Err(
+                "quality.whitening: views must be 0..=16, rank 1..=512, min_pairs ≥ rank and shrink in (0, 100]"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -183,8 +183,23 @@ fn quality_presets_validate() {
     let mut bad = q.clone();
     bad.ingest_blurs = vec![1.0; 9];
     assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    if let Some(p) = bad.presets.get_mut("best") {
+        p.whitened = 1.5;
+    }
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    bad.whitening.rank = 0;
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    bad.whitening.shrink = f32::NAN;
+    assert!(bad.validate().is_err());
+    let mut bad = q.clone();
+    bad.whitening.min_pairs = 4;
+    assert!(bad.validate().is_err(), "fewer pairs than directions");
     let mut good = q;
     good.ingest_blurs = vec![2.0];
+    good.whitening.views = 0;
     assert!(good.validate().is_ok());
 }
 

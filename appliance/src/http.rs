@@ -221,10 +221,11 @@ async fn metrics(state: State, req: HttpRequest) -> HttpResponse {
             let clicks = shared.engine.click_stats(0).await.ok();
             let wal = shared.engine.wal_stats();
             let encoder = shared.engine.encoder_state();
-            (t, clicks, wal, encoder)
+            let whitening = shared.engine.whitening_state();
+            (t, clicks, wal, encoder, whitening)
         })
         .await;
-    let Ok((t, clicks, wal, (generation, fits))) = gathered else {
+    let Ok((t, clicks, wal, (generation, fits), (pairs, rank, fit_pairs))) = gathered else {
         return error(ErrorCode::Internal, "gathering metrics failed");
     };
     let mut out = render_metrics(&t);
@@ -239,6 +240,24 @@ async fn metrics(state: State, req: HttpRequest) -> HttpResponse {
         "vsa_encoder_fits_total",
         "Encoder fits finished since the server started (none after a restart that restored the checkpoint's model state).",
         fits as f64,
+    );
+    gauge(
+        &mut out,
+        "vsa_whitening_pairs",
+        "Ingest pairs (synthetic real-shot view, index vector) accumulated for the learned whitening.",
+        pairs as f64,
+    );
+    gauge(
+        &mut out,
+        "vsa_whitening_rank",
+        "Directions of the learned whitening in force (0: not fitted, presets score the plain cosine).",
+        rank as f64,
+    );
+    gauge(
+        &mut out,
+        "vsa_whitening_fit_pairs",
+        "Pairs the learned whitening in force was fitted on.",
+        fit_pairs as f64,
     );
     if let Some(w) = wal {
         use std::sync::atomic::Ordering::Relaxed;

@@ -173,6 +173,9 @@ pub async fn serve_all(
     if let Err(e) = engine.save_clicks().await {
         tracing::error!(error = %e, "saving click state at shutdown failed");
     }
+    if let Err(e) = engine.save_whitening().await {
+        tracing::error!(error = %e, "saving the whitening at shutdown failed");
+    }
     engine.shutdown();
     Ok(())
 }

@@ -355,7 +355,13 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Top-`p` eigenvectors (rows, `p × d`, largest first) of the symmetric `cov` (d×d).
-fn top_eigenvectors(cov: &[f64], d: usize, p: usize, iterations: usize, rng: &mut Rng) -> Vec<f32> {
+pub(crate) fn top_eigenvectors(
+    cov: &[f64],
+    d: usize,
+    p: usize,
+    iterations: usize,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let block = (p + (p / 8).clamp(8, 64)).min(d);
     let basis: Vec<f64> = if block * 10 >= d * 9 {
         // Small problem: solve it whole.

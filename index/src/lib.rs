@@ -20,6 +20,7 @@ mod idmap;
 mod linalg;
 pub mod scan;
 pub mod shard;
+pub mod whiten;
 
 pub use code::{Code, hamming};
 pub use encoder::{ENCODER_VERSION, Encoded, Encoder, EncoderConfig, QueryVector, quantise};
@@ -27,6 +28,7 @@ pub use filter::Filter;
 pub use scan::{Kernel, best_kernel};
 pub use shard::search::MAX_QUERY_VECTORS;
 pub use shard::{Hit, Query, SHARD_VERSION, SearchParams, Shard, StoredVector};
+pub use whiten::{ScatterAccumulator, WHITENING_VERSION, Whitening, WhiteningState};
 
 /// Errors of the index. Expected outcomes (an unknown id) are values (`Option`, `bool`).
 #[derive(Debug, thiserror::Error)]

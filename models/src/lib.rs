@@ -18,6 +18,7 @@
 //! - [`colour`]: named-colour histogram with background suppression, dominant colour name.
 //! - [`error`]: [`ModelError`], split into bad input and service faults.
 
+pub mod augment;
 pub mod colour;
 pub mod decode;
 pub mod embedder;
@@ -31,6 +32,7 @@ pub mod runtime;
 
 use std::path::PathBuf;
 
+pub use augment::query_view;
 pub use colour::{COLOURS, colour_histogram, colour_name, colour_similarity};
 pub use decode::{DecodeLimits, decode_file, decode_rgb};
 pub use embedder::{

@@ -217,3 +217,124 @@ fn show_roi_draws_the_box() {
     assert_eq!(drawn.get_pixel(10, 20), &Rgb([255, 0, 0]));
     assert_eq!(drawn.get_pixel(109, 99), &Rgb([255, 0, 0]));
 }
+
+/// A Prometheus sample without labels from the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> Option<f64> {
+    let r = crate::support::http::request(server.http?, "GET", "/metrics", &[], b"");
+    r.text().lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// `(id, visual score)` of the neighbours of item `id` under `preset`.
+fn neighbours(
+    client: &mut vsa_protocol::BlockingClient,
+    id: &str,
+    preset: &str,
+) -> Vec<(String, f32)> {
+    let mut req = SearchRequest::new(QueryInput::ItemId(id.into()), 5);
+    req.options.preset = Some(preset.into());
+    req.options.explain = true;
+    client
+        .search(req)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| {
+            let visual = h
+                .components
+                .iter()
+                .find(|(c, _)| c == "visual")
+                .map_or(f32::NAN, |c| c.1);
+            (h.id, visual)
+        })
+        .collect()
+}
+
+/// The learned whitening: ingest's synthetic views are fitted once `min_pairs` exist (the
+/// metrics say so); a whitened preset scores differently from the plain cosine and still finds
+/// the product in a shopper's photo; the fit survives a restart (same scores, no re-ingest);
+/// a corrupt state file is set aside, and the server starts and searches with the plain cosine.
+#[test]
+fn the_learned_whitening_is_fitted_used_and_kept_across_restarts() {
+    let dir = TempDir::new("whiten");
+    let items = fixtures::catalogue(dir.path());
+    let extra = "[server]\nhttp_listen = \"127.0.0.1:0\"\n\
+                 [quality.whitening]\nviews = 2\nmin_pairs = 16\nrank = 8\n\
+                 [quality.presets.white]\nwhole_crop = true\nwhitened = 1.0\n\
+                 [quality.presets.cosine]\nwhole_crop = true\nwhitened = 0.0\n";
+    let mut server = Server::start_in(dir.path(), extra);
+    assert_eq!(
+        metric(&server, "vsa_whitening_rank"),
+        Some(0.0),
+        "nothing fitted yet"
+    );
+    let mut client = server.client();
+    ingest(&mut client, &items);
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || metric(
+            &server,
+            "vsa_whitening_rank"
+        ) == Some(8.0)),
+        "no fit: {}",
+        server.stderr()
+    );
+    assert_eq!(
+        metric(&server, "vsa_whitening_pairs"),
+        Some(24.0),
+        "12 items × 2 views"
+    );
+    assert!(metric(&server, "vsa_whitening_fit_pairs").unwrap() >= 16.0);
+
+    let white = neighbours(&mut client, "shape-0", "white");
+    let cosine = neighbours(&mut client, "shape-0", "cosine");
+    assert_eq!(white.len(), 5);
+    assert!(
+        white
+            .iter()
+            .zip(&cosine)
+            .any(|(w, c)| (w.1 - c.1).abs() > 1e-3),
+        "whitening changed nothing: {white:?} vs {cosine:?}"
+    );
+    // A shopper's photo of the cat is still found through the whitened score.
+    let cat = image::open(&items.iter().find(|i| i.id == "chelsea").unwrap().path)
+        .unwrap()
+        .to_rgb8();
+    let photo = scene(&cat, 400, 250, 176);
+    let mut req = SearchRequest::new(QueryInput::Image(photo), 5);
+    req.options.preset = Some("white".into());
+    assert_eq!(client.search(req).unwrap().hits[0].id, "chelsea");
+    drop(client);
+    assert!(server.terminate().success());
+
+    // Restart on the same data: the fit is back before any ingest, scores unchanged.
+    let mut server = Server::start_in(dir.path(), extra);
+    assert_eq!(metric(&server, "vsa_whitening_rank"), Some(8.0));
+    assert_eq!(metric(&server, "vsa_whitening_pairs"), Some(24.0));
+    let mut client = server.client();
+    let again = neighbours(&mut client, "shape-0", "white");
+    assert_eq!(again.len(), white.len());
+    for (a, b) in again.iter().zip(&white) {
+        assert_eq!(a.0, b.0);
+        assert!((a.1 - b.1).abs() < 1e-5, "{again:?} vs {white:?}");
+    }
+    drop(client);
+    assert!(server.terminate().success());
+
+    // A corrupt state file: set aside, the server starts without a fit and searches.
+    let file = dir.path().join("data/model/whitening.bin");
+    std::fs::write(&file, b"not a whitening").unwrap();
+    let server = Server::start_in(dir.path(), extra);
+    assert_eq!(metric(&server, "vsa_whitening_rank"), Some(0.0));
+    assert!(dir.path().join("data/model/whitening.bad").exists());
+    let mut client = server.client();
+    let plain = neighbours(&mut client, "shape-0", "white");
+    for (p, c) in plain.iter().zip(&cosine) {
+        assert_eq!(p.0, c.0);
+        assert!(
+            (p.1 - c.1).abs() < 1e-5,
+            "without a fit the plain cosine: {plain:?}"
+        );
+    }
+}

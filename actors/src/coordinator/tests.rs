@@ -325,6 +325,7 @@ async fn search(
         exclude: None,
         colour: None,
         second_weight: 0.0,
+        whitened: None,
     });
     let table = routing.borrow().clone();
     let mut hits = Vec::new();
