@@ -297,6 +297,20 @@ struct Prepared {
     width: u32,
 }
 
+impl Prepared {
+    /// The model input of an image already at the size it is to run at.
+    fn from_image(pre: &Preprocessor, img: &RgbImage) -> Result<Prepared> {
+        let (width, height) = img.dimensions();
+        let mut tensor = vec![0.0; 3 * width as usize * height as usize];
+        pre.normalise_into(img, &mut tensor)?;
+        Ok(Prepared {
+            tensor,
+            height,
+            width,
+        })
+    }
+}
+
 impl Engine {
     /// Starts the supervision tree (model workers load the model; ONNX Runtime must already
     /// be initialised with [`vsa_models::runtime::init`]).
@@ -461,6 +475,17 @@ impl Engine {
         .map_err(|e| EngineError::Internal(format!("decode task: {e}")))?
     }
 
+    /// Runs `make` with a fresh [`Preprocessor`] off the async executor.
+    async fn preprocess(
+        &self,
+        make: impl FnOnce(&mut Preprocessor) -> Result<Vec<Prepared>> + Send + 'static,
+    ) -> Result<Vec<Prepared>> {
+        let input = self.inner.manifest.input.clone();
+        tokio::task::spawn_blocking(move || make(&mut Preprocessor::new(input.mean, input.scale)))
+            .await
+            .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
+    }
+
     /// Turns regions of `img` (each `None` = the whole image, or a box), optionally rotated
     /// first, into model inputs of `width × height`, off the async executor.
     async fn tensors(
@@ -470,9 +495,7 @@ impl Engine {
         width: u32,
         height: u32,
     ) -> Result<Vec<Prepared>> {
-        let input = self.inner.manifest.input.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
-            let mut pre = Preprocessor::new(input.mean, input.scale);
+        self.preprocess(move |pre| {
             views
                 .into_iter()
                 .map(|(rect, angle)| {
@@ -482,18 +505,11 @@ impl Engine {
                         let rotated = vsa_models::rotate_white(&img, angle);
                         pre.resize(&rotated, rect, width, height)?
                     };
-                    let mut tensor = vec![0.0; 3 * width as usize * height as usize];
-                    pre.normalise_into(&resized, &mut tensor)?;
-                    Ok(Prepared {
-                        tensor,
-                        height,
-                        width,
-                    })
+                    Prepared::from_image(pre, &resized)
                 })
                 .collect()
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
     }
 
     /// The whole of `img` at `width` × `height`, once per Gaussian blur σ in `sigmas`.
@@ -504,26 +520,17 @@ impl Engine {
         width: u32,
         height: u32,
     ) -> Result<Vec<Prepared>> {
-        let input = self.inner.manifest.input.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
-            let mut pre = Preprocessor::new(input.mean, input.scale);
+        self.preprocess(move |pre| {
             let resized = pre.resize(&img, None, width, height)?;
             sigmas
                 .into_iter()
                 .map(|sigma| {
                     let blurred = vsa_models::image::imageops::blur(&resized, sigma);
-                    let mut tensor = vec![0.0; 3 * width as usize * height as usize];
-                    pre.normalise_into(&blurred, &mut tensor)?;
-                    Ok(Prepared {
-                        tensor,
-                        height,
-                        width,
-                    })
+                    Prepared::from_image(pre, &blurred)
                 })
                 .collect()
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
     }
 
     /// `n` synthetic real-shot views of a catalogue image at `size` × `size`
@@ -534,28 +541,26 @@ impl Engine {
         n: usize,
         size: u32,
     ) -> Result<Vec<Prepared>> {
-        let input = self.inner.manifest.input.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Prepared>> {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            img.as_raw().hash(&mut h);
-            let seed = h.finish();
-            let pre = Preprocessor::new(input.mean, input.scale);
+        self.preprocess(move |pre| {
+            // FNV-1a: the same pixels give the same views with any build.
+            let seed = img.as_raw().iter().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01B3)
+            });
+            // A view only teaches the whitening: an image it cannot be made from (tiny)
+            // is still ingested, with fewer views.
             (0..n as u64)
-                .map(|i| {
-                    let view = vsa_models::query_view(&img, size, seed.wrapping_add(i))?;
-                    let mut tensor = vec![0.0; 3 * size as usize * size as usize];
-                    pre.normalise_into(&view, &mut tensor)?;
-                    Ok(Prepared {
-                        tensor,
-                        height: size,
-                        width: size,
-                    })
-                })
+                .filter_map(
+                    |i| match vsa_models::query_view(&img, size, seed.wrapping_add(i)) {
+                        Ok(view) => Some(Prepared::from_image(pre, &view)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "no whitening view for this item");
+                            None
+                        }
+                    },
+                )
                 .collect()
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("preprocess task: {e}")))?
     }
 
     /// Runs prepared inputs through the pool and returns their L2-normalised embeddings.

@@ -148,29 +148,38 @@ pub fn search_load_timed(
     origin: Instant,
 ) -> Res<Vec<(f64, f64)>> {
     let end = Instant::now() + Duration::from_secs_f64(secs);
+    per_client(server, clients, move |c, client| {
+        let mut lat = Vec::new();
+        let mut q = c * 7919;
+        while Instant::now() < end {
+            let t = Instant::now();
+            client
+                .search(SearchRequest::new(
+                    QueryInput::Embedding(embedding(q % n)),
+                    10,
+                ))
+                .map_err(|e| e.to_string())?;
+            lat.push((
+                t.duration_since(origin).as_secs_f64(),
+                t.elapsed().as_secs_f64() * 1000.0,
+            ));
+            q += 104_729;
+        }
+        Ok(lat)
+    })
+}
+
+/// Runs `work(client index, its connection)` on `clients` threads, one connection each, and
+/// gathers what they return.
+fn per_client<T: Send + 'static>(
+    server: &Server,
+    clients: u64,
+    work: impl Fn(u64, &mut BlockingClient) -> Result<Vec<T>, String> + Send + Sync + Copy + 'static,
+) -> Res<Vec<T>> {
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let client = server.client().map_err(|e| e.to_string());
-            std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
-                let mut client = client?;
-                let mut lat = Vec::new();
-                let mut q = c * 7919;
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    client
-                        .search(SearchRequest::new(
-                            QueryInput::Embedding(embedding(q % n)),
-                            10,
-                        ))
-                        .map_err(|e| e.to_string())?;
-                    lat.push((
-                        t.duration_since(origin).as_secs_f64(),
-                        t.elapsed().as_secs_f64() * 1000.0,
-                    ));
-                    q += 104_729;
-                }
-                Ok(lat)
-            })
+            std::thread::spawn(move || work(c, &mut client?))
         })
         .collect();
     let mut all = Vec::new();
@@ -196,37 +205,26 @@ pub fn search_load_paced(
 ) -> Res<Vec<(f64, f64)>> {
     let start = Instant::now();
     let total = (secs * rate) as u64;
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let client = server.client().map_err(|e| e.to_string());
-            std::thread::spawn(move || -> Result<Vec<(f64, f64)>, String> {
-                let mut client = client?;
-                let mut lat = Vec::new();
-                for slot in (c..total).step_by(clients as usize) {
-                    let due = start + Duration::from_secs_f64(slot as f64 / rate);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    client
-                        .search(SearchRequest::new(
-                            QueryInput::Embedding(embedding((slot * 7919) % n)),
-                            10,
-                        ))
-                        .map_err(|e| e.to_string())?;
-                    lat.push((
-                        due.duration_since(origin).as_secs_f64(),
-                        due.elapsed().as_secs_f64() * 1000.0,
-                    ));
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().map_err(|_| "search thread panicked")??);
-    }
-    Ok(all)
+    per_client(server, clients, move |c, client| {
+        let mut lat = Vec::new();
+        for slot in (c..total).step_by(clients as usize) {
+            let due = start + Duration::from_secs_f64(slot as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            client
+                .search(SearchRequest::new(
+                    QueryInput::Embedding(embedding((slot * 7919) % n)),
+                    10,
+                ))
+                .map_err(|e| e.to_string())?;
+            lat.push((
+                due.duration_since(origin).as_secs_f64(),
+                due.elapsed().as_secs_f64() * 1000.0,
+            ));
+        }
+        Ok(lat)
+    })
 }
 
 /// Splits timed searches (from [`search_load_timed`]) into those that started inside one of

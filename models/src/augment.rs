@@ -139,6 +139,20 @@ pub fn query_view(item: &RgbImage, size: u32, seed: u64) -> Result<RgbImage> {
         )));
     }
     let mut draw = Draw(seed ^ 0xA5A5_5A5A_C3C3_3C3C);
+    // A large photo is cut down first: the view has `size` pixels a side anyway.
+    let limit = 2 * size;
+    let shrunk;
+    let item = if item.width().max(item.height()) > limit {
+        let f = limit as f32 / item.width().max(item.height()) as f32;
+        let (w, h) = (
+            ((item.width() as f32 * f).round() as u32).max(8),
+            ((item.height() as f32 * f).round() as u32).max(8),
+        );
+        shrunk = imageops::resize(item, w, h, imageops::FilterType::Triangle);
+        &shrunk
+    } else {
+        item
+    };
     let mask = object_mask(item);
     let (iw, ih) = (item.width() as usize, item.height() as usize);
     // The object's bounding box in the item.
@@ -287,5 +301,8 @@ mod tests {
         let white = a.pixels().filter(|p| whitish(p)).count();
         assert!(white < 64 * 64 / 2, "{white} white pixels");
         assert!(query_view(&RgbImage::new(4, 4), 64, 1).is_err());
+        // A large photo is cut down first and still gives a view of the asked size.
+        let big = imageops::resize(&item(), 1000, 700, imageops::FilterType::Nearest);
+        assert_eq!(query_view(&big, 64, 3).unwrap().dimensions(), (64, 64));
     }
 }
