@@ -24,7 +24,6 @@ pub struct Whitener {
     fitted: RwLock<Option<Arc<Whitening>>>,
     next_fit: AtomicU64,
     fitting: AtomicBool,
-    rejected: AtomicU64,
     /// Where the state is kept (None: in memory only).
     file: Option<PathBuf>,
     /// One save at a time.
@@ -66,7 +65,6 @@ impl Whitener {
             acc: Mutex::new(acc),
             fitted: RwLock::new(fitted),
             fitting: AtomicBool::new(false),
-            rejected: AtomicU64::new(0),
             file,
             saving: Mutex::new(()),
         }
@@ -96,11 +94,6 @@ impl Whitener {
         crate::durability::write_atomic(file, &bytes).map_err(|e| e.to_string())
     }
 
-    /// Pairs that could not be used (wrong size or non-finite).
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-
     /// Synthetic views wanted per ingested item (0: whitening off).
     pub fn views(&self) -> usize {
         self.config.views
@@ -123,8 +116,8 @@ impl Whitener {
             return false;
         };
         for v in views {
-            if acc.add_pair(v, anchor).is_err() {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = acc.add_pair(v, anchor) {
+                tracing::warn!(error = %e, "whitening pair left out");
             }
         }
         acc.pairs() >= self.next_fit.load(Ordering::Relaxed)

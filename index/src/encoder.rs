@@ -141,7 +141,7 @@ impl<const W: usize> Encoder<W> {
         // 2. PCA: covariance, then its top `pca_dims` eigenvectors.
         let mut cov = linalg::gram(&x, n, d, threads);
         cov.iter_mut().for_each(|c| *c /= n as f64);
-        let projection = top_eigenvectors(&cov, d, pca_dims, config.pca_iterations, &mut rng);
+        let (_, projection) = top_eigenvectors(&cov, d, pca_dims, config.pca_iterations, &mut rng);
 
         // 3. ITQ on (a sample of) the first `bits` PCA coordinates.
         let m = n.min(config.itq_sample.max(bits));
@@ -354,19 +354,19 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Top-`p` eigenvectors (rows, `p × d`, largest first) of the symmetric `cov` (d×d).
+/// Top-`p` eigenvalues (largest first; Ritz values when solved by subspace iteration) and
+/// eigenvectors (rows, `p × d`) of the symmetric `cov` (d×d).
 pub(crate) fn top_eigenvectors(
     cov: &[f64],
     d: usize,
     p: usize,
     iterations: usize,
     rng: &mut Rng,
-) -> Vec<f32> {
+) -> (Vec<f64>, Vec<f32>) {
     let block = (p + (p / 8).clamp(8, 64)).min(d);
-    let basis: Vec<f64> = if block * 10 >= d * 9 {
+    let (values, basis): (Vec<f64>, Vec<f64>) = if block * 10 >= d * 9 {
         // Small problem: solve it whole.
-        let (_, vecs) = linalg::sym_eigen(cov, d);
-        vecs
+        linalg::sym_eigen(cov, d)
     } else {
         // Subspace iteration: Q ← orth(C Q), columns stored as contiguous vectors (qᵀ, block×d).
         let mut qt: Vec<f64> = (0..block * d).map(|_| rng.gaussian()).collect();
@@ -385,8 +385,8 @@ pub(crate) fn top_eigenvectors(
             }
         }
         let t = linalg::dgemm(&qtc, &q, block, d, block);
-        let (_, vecs) = linalg::sym_eigen(&t, block);
-        linalg::dgemm(&vecs, &qt, block, block, d)
+        let (values, vecs) = linalg::sym_eigen(&t, block);
+        (values, linalg::dgemm(&vecs, &qt, block, block, d))
     };
     let mut out: Vec<f32> = basis[..p * d].iter().map(|v| *v as f32).collect();
     // Fix each direction's sign (largest |component| positive) so results do not depend on
@@ -397,7 +397,7 @@ pub(crate) fn top_eigenvectors(
             row.iter_mut().for_each(|v| *v = -*v);
         }
     }
-    out
+    (values[..p].to_vec(), out)
 }
 
 /// ITQ (Gong & Lazebnik): alternate B = sign(V R) and R = polar(Vᵀ B). Returns Rᵀ row-major

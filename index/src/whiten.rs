@@ -110,19 +110,11 @@ impl ScatterAccumulator {
             return Err(Error::BadInput("the pairs do not differ".into()));
         }
         let mut rng = Rng::new(seed);
-        let dirs = crate::encoder::top_eigenvectors(&cov, d, r, 12, &mut rng);
-        // Eigenvalues as Rayleigh quotients of the (unit) directions.
-        let mut coef = Vec::with_capacity(r);
-        for v in dirs.chunks(d) {
-            let mut q = 0f64;
-            for (i, vi) in v.iter().enumerate() {
-                let row = &cov[i * d..(i + 1) * d];
-                let cv: f64 = row.iter().zip(v).map(|(c, x)| c * f64::from(*x)).sum();
-                q += f64::from(*vi) * cv;
-            }
-            let e = q.max(0.0);
-            coef.push((e / (e + lambda)) as f32);
-        }
+        let (values, dirs) = crate::encoder::top_eigenvectors(&cov, d, r, 12, &mut rng);
+        let coef = values
+            .iter()
+            .map(|e| (e.max(0.0) / (e.max(0.0) + lambda)) as f32)
+            .collect();
         Ok(Whitening {
             dims: d,
             dirs,
