@@ -67,6 +67,9 @@ pub struct ClickConfig {
     pub rerank_depth: usize,
     /// Co-click edges at least this heavy join two items in one virtual id (export).
     pub virtual_id_min_weight: f32,
+    /// The aggregates are saved this often (s) while they change: what a crash (`kill -9`)
+    /// can lose of the clicks (a clean shutdown and every snapshot save them too).
+    pub save_every_s: u64,
 }
 
 impl Default for ClickConfig {
@@ -85,6 +88,7 @@ impl Default for ClickConfig {
             retain_age_s: 7 * 86_400,
             rerank_depth: 50,
             virtual_id_min_weight: 2.0,
+            save_every_s: 30,
         }
     }
 }
@@ -767,9 +771,10 @@ impl Actor for ClickAggregator {
             }
             // Save now and then while there is something new.
             let me = myself.clone();
+            let every = Duration::from_secs(state.config.save_every_s.max(1));
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    tokio::time::sleep(every).await;
                     let (tx, _rx) = ractor::concurrency::oneshot();
                     if me.send_message(AggregatorMessage::Save(tx.into())).is_err() {
                         break;

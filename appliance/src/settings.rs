@@ -200,6 +200,9 @@ impl Settings {
         if self.clicks.query_log == 0 || self.clicks.half_life_s <= 0.0 {
             return bad("clicks.query_log and clicks.half_life_s must be positive");
         }
+        if self.clicks.save_every_s == 0 {
+            return bad("clicks.save_every_s must be at least 1");
+        }
         if !self.security.rate_limit_rps.is_finite() || self.security.rate_limit_rps < 0.0 {
             return bad("security.rate_limit_rps must be 0 (off) or positive");
         }

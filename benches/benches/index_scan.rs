@@ -9,26 +9,21 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use vsa_benches::SplitMix;
 use vsa_index::{Encoded, Kernel, Query, QueryVector, SearchParams, Shard};
 
 const N: usize = 1_000_000;
 const DIMS: usize = 256;
 
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 fn item(rng: &mut SplitMix) -> Encoded<4> {
-    let code = [rng.next(), rng.next(), rng.next(), rng.next()];
+    let code = [
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64(),
+    ];
     let reduced = (0..DIMS / 8)
-        .flat_map(|_| rng.next().to_le_bytes())
+        .flat_map(|_| rng.next_u64().to_le_bytes())
         .map(|b| b as i8)
         .collect();
     Encoded {
@@ -43,9 +38,14 @@ fn query(rng: &mut SplitMix, vectors: usize) -> Query<4> {
     Query {
         vectors: (0..vectors)
             .map(|_| QueryVector {
-                code: [rng.next(), rng.next(), rng.next(), rng.next()],
+                code: [
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                ],
                 reduced: (0..DIMS)
-                    .map(|_| (rng.next() % 200) as f32 / 100.0 - 1.0)
+                    .map(|_| (rng.next_u64() % 200) as f32 / 100.0 - 1.0)
                     .collect(),
                 bias: 0.0,
             })

@@ -243,6 +243,87 @@ pub fn split_by_windows(searches: &[(f64, f64)], windows: &[(f64, f64)]) -> (Vec
     (inside, outside)
 }
 
+/// Searches grouped by the window they started in (`windows`: start, end in seconds after the
+/// same origin as the searches'), each group sorted (ms); searches outside every window are
+/// left out.
+pub fn group_by_windows(searches: &[(f64, f64)], windows: &[(f64, f64)]) -> Vec<Vec<f64>> {
+    let mut groups = vec![Vec::new(); windows.len()];
+    for &(at, ms) in searches {
+        if let Some(w) = windows.iter().position(|&(a, b)| at >= a && at < b) {
+            groups[w].push(ms);
+        }
+    }
+    for g in &mut groups {
+        g.sort_by(f64::total_cmp);
+    }
+    groups
+}
+
+/// The change (%) of a percentile `q` of the searches in the `on` windows over the same
+/// percentile in the `off` windows, with a 90 % bootstrap interval that resamples whole
+/// windows (each round draws as many windows as each side has, with replacement): a window is
+/// the unit that the shared machine's noise moves together, so the interval says how far the
+/// change could be the machine's doing. Returns (change, low, high); NaN without windows.
+pub fn change_interval(on: &[Vec<f64>], off: &[Vec<f64>], q: f64) -> (f64, f64, f64) {
+    let flat = |g: &[&Vec<f64>]| {
+        let mut all: Vec<f64> = g.iter().flat_map(|w| w.iter().copied()).collect();
+        all.sort_by(f64::total_cmp);
+        all
+    };
+    let change = |a: &[f64], b: &[f64]| (percentile(a, q) / percentile(b, q) - 1.0) * 100.0;
+    if on.is_empty() || off.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let point = change(
+        &flat(&on.iter().collect::<Vec<_>>()),
+        &flat(&off.iter().collect::<Vec<_>>()),
+    );
+    let mut rng = crate::SplitMix(0x5EED);
+    let mut rounds: Vec<f64> = (0..1000)
+        .map(|_| {
+            let a: Vec<&Vec<f64>> = (0..on.len()).map(|_| &on[rng.below(on.len())]).collect();
+            let b: Vec<&Vec<f64>> = (0..off.len()).map(|_| &off[rng.below(off.len())]).collect();
+            change(&flat(&a), &flat(&b))
+        })
+        .filter(|c| c.is_finite())
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    (point, percentile(&rounds, 0.05), percentile(&rounds, 0.95))
+}
+
+/// The median over window pairs (each "on" window with the "off" window just before it) of
+/// the change (%) of a percentile `q` from the "off" to the "on" window, with a 90 % bootstrap
+/// interval of that median (resampling pairs). Robust to the shared machine's bursts of noise,
+/// which spoil a few windows whichever side they fall on: it says how the percentile moves in
+/// a typical stretch of the run. Returns (median, low, high); NaN without pairs.
+pub fn paired_change(on: &[Vec<f64>], off: &[Vec<f64>], q: f64) -> (f64, f64, f64) {
+    let mut changes: Vec<f64> = on
+        .iter()
+        .zip(off)
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .map(|(a, b)| (percentile(a, q) / percentile(b, q) - 1.0) * 100.0)
+        .collect();
+    if changes.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        percentile(v, 0.5)
+    };
+    let point = median(&mut changes);
+    let mut rng = crate::SplitMix(0x5EED);
+    let mut rounds: Vec<f64> = (0..1000)
+        .map(|_| {
+            let mut draw: Vec<f64> = (0..changes.len())
+                .map(|_| changes[rng.below(changes.len())])
+                .collect();
+            median(&mut draw)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    (point, percentile(&rounds, 0.05), percentile(&rounds, 0.95))
+}
+
 /// Upserts `[from, to)` over `clients` connections, `window` requests in flight each.
 pub fn ingest(server: &Server, from: u64, to: u64, clients: u64, window: usize) -> Res<f64> {
     let t = Instant::now();

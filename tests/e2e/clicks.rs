@@ -256,6 +256,30 @@ fn batch_click(r: &SearchResponse, pos: usize) -> ClickRequest {
     }
 }
 
+/// `clicks.save_every_s` bounds what a crash loses: clicks older than one interval are on disk
+/// when the process is killed with SIGKILL (no shutdown save) and are back after the restart.
+#[test]
+fn a_crash_keeps_the_clicks_saved_before_the_last_interval() {
+    let dir = TempDir::new("clicks-crash");
+    let config = "[clicks]\nsave_every_s = 1\n";
+    let mut server = Server::start_in(dir.path(), config);
+    let mut client = server.client();
+    catalogue(&mut client);
+    let q = query(4);
+    let target = search(&mut client, &q).hits[5].id.clone();
+    click_stream(&mut client, &q, &target, 10);
+    assert_eq!(click_stats(&mut client)["clicks"], 10);
+    // Two save intervals.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(client);
+    server.kill9();
+    let server = Server::start_in(dir.path(), config);
+    let mut client = server.client();
+    let stats = click_stats(&mut client);
+    assert_eq!(stats["clicks"], 10, "{stats}");
+    assert_eq!(stats["top"][0]["id"], target.as_str());
+}
+
 #[test]
 fn old_clicks_fade() {
     let server = Server::start("[clicks]\nhalf_life_s = 0.5\n");

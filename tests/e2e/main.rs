@@ -12,6 +12,7 @@ mod durability;
 mod health;
 mod http;
 mod quality;
+mod ranking;
 mod rebalance;
 mod security;
 mod serve;

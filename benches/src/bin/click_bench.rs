@@ -13,9 +13,9 @@
 //! priority (Linux `SCHED_IDLE`) to keep the benchmark's own work out of the search latency;
 //! the rate they achieve is measured and printed.
 //!
-//! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q]
+//! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q (default: enough that no click repeats)]
 //! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
-//! [--absorb-only] [--search-rate SEARCHES_PER_S]
+//! [--absorb-only] [--no-ctr-run] [--rerank-depth N] [--search-rate SEARCHES_PER_S]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
 use std::path::PathBuf;
@@ -25,10 +25,13 @@ use std::time::{Duration, Instant};
 
 use vsa_actors::lower_thread_priority;
 use vsa_benches::appliance::{
-    Res, Server, embedding, ingest, percentile, search_load, search_load_paced, search_load_timed,
-    split_by_windows,
+    Res, Server, change_interval, embedding, group_by_windows, ingest, paired_change, percentile,
+    search_load, search_load_paced, search_load_timed,
 };
 use vsa_protocol::{AdminAction, ClickRequest, QueryInput, Request, Response, SearchRequest};
+
+/// Results per search of the searches that make the click stream.
+const SHOWN: u32 = 20;
 
 /// The distinct clicks and a cursor over them shared by every sender: each click is sent once
 /// before any is repeated.
@@ -118,15 +121,6 @@ fn firehose(
     Ok((acked, t.elapsed().as_secs_f64()))
 }
 
-fn report(label: &str, lat: &[f64]) {
-    println!(
-        "| {label} | {} | {:.2} | {:.2} |",
-        lat.len(),
-        percentile(lat, 0.5),
-        percentile(lat, 0.99)
-    );
-}
-
 /// The search load of the latency runs.
 #[derive(Clone, Copy)]
 enum Load {
@@ -147,12 +141,54 @@ impl std::fmt::Display for Load {
     }
 }
 
-/// The "on" windows (start, end in seconds) and what the switch returned for each.
-type Switched<T> = (Vec<(f64, f64)>, Vec<T>);
+/// The windows (start, end in seconds, on) and what the switch returned for each "on" one.
+type Switched<T> = (Vec<(f64, f64, bool)>, Vec<T>);
+
+/// Latencies (ms) of the searches started in each window: the "on" windows, the "off" ones.
+struct Windows {
+    on: Vec<Vec<f64>>,
+    off: Vec<Vec<f64>>,
+}
+
+impl Windows {
+    fn flat(groups: &[Vec<f64>]) -> Vec<f64> {
+        let mut all: Vec<f64> = groups.iter().flatten().copied().collect();
+        all.sort_by(f64::total_cmp);
+        all
+    }
+
+    /// Prints the two sides and the p99 and p50 change with their bootstrap intervals.
+    fn report(&self, off_label: &str, on_label: &str, what: &str) {
+        let (on, off) = (Self::flat(&self.on), Self::flat(&self.off));
+        println!("| searches started | windows | queries | p50 ms | p99 ms |");
+        println!("|---|---|---|---|---|");
+        for (label, w, lat) in [(off_label, &self.off, &off), (on_label, &self.on, &on)] {
+            println!(
+                "| {label} | {} | {} | {:.2} | {:.2} |",
+                w.len(),
+                lat.len(),
+                percentile(lat, 0.5),
+                percentile(lat, 0.99)
+            );
+        }
+        let (p99, lo99, hi99) = change_interval(&self.on, &self.off, 0.99);
+        let (p50, lo50, hi50) = change_interval(&self.on, &self.off, 0.5);
+        println!(
+            "- p99 {what}: {p99:+.1} % (90 % bootstrap interval over windows {lo99:+.1} % .. {hi99:+.1} %), p50 {p50:+.1} % ({lo50:+.1} % .. {hi50:+.1} %)"
+        );
+        // The "off" window before each "on" one (the run starts with an "off" window).
+        let (m99, l99, h99) = paired_change(&self.on, &self.off, 0.99);
+        let (m50, l50, h50) = paired_change(&self.on, &self.off, 0.5);
+        println!(
+            "- window by window ({} pairs), median change of the p99: {m99:+.1} % ({l99:+.1} % .. {h99:+.1} %), of the p50: {m50:+.1} % ({l50:+.1} % .. {h50:+.1} %)",
+            self.on.len().min(self.off.len())
+        );
+    }
+}
 
 /// Runs the search load for `secs` while `switch(on)` is called at the start of alternate
-/// windows of `window` s (off first); returns the searches started in "on" windows and those
-/// started in "off" windows, and what `switch` returned for each "on" window.
+/// windows of `window` s (off first); returns the searches by the window they started in, and
+/// what `switch` returned for each "on" window.
 fn alternate<T: Send>(
     server: &Server,
     items: u64,
@@ -160,7 +196,7 @@ fn alternate<T: Send>(
     secs: f64,
     window: f64,
     switch: impl Fn(bool, &AtomicBool) -> Res<T> + Sync,
-) -> Res<(Vec<f64>, Vec<f64>, Vec<T>)> {
+) -> Res<(Windows, Vec<T>)> {
     let origin = Instant::now();
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -185,9 +221,7 @@ fn alternate<T: Send>(
                     }
                     Ok(())
                 })?;
-                if on {
-                    windows.push((start, origin.elapsed().as_secs_f64()));
-                }
+                windows.push((start, origin.elapsed().as_secs_f64(), on));
                 on = !on;
             }
             Ok((windows, results))
@@ -198,19 +232,35 @@ fn alternate<T: Send>(
         };
         done.store(true, Ordering::Relaxed);
         let (windows, results) = toggler.join().map_err(|_| "toggler panicked")??;
-        let (inside, outside) = split_by_windows(&searches?, &windows);
-        Ok((inside, outside, results))
+        let searches = searches?;
+        let pick = |want: bool| {
+            let spans: Vec<(f64, f64)> = windows
+                .iter()
+                .filter(|w| w.2 == want)
+                .map(|w| (w.0, w.1))
+                .collect();
+            group_by_windows(&searches, &spans)
+        };
+        Ok((
+            Windows {
+                on: pick(true),
+                off: pick(false),
+            },
+            results,
+        ))
     })
 }
 
 fn main() -> Res<()> {
     let mut items: u64 = 5000;
-    let mut queries: u64 = 70_000;
+    let mut queries: Option<u64> = None;
     let mut vsa = PathBuf::from("target/release/vsa");
     let mut paced_rate = 50_000.0;
     let mut secs = 24.0;
     let mut window = 3.0;
     let mut absorb_only = false;
+    let mut ctr_run = true;
+    let mut rerank_depth: Option<usize> = None;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
     let mut load = Load::Closed;
@@ -218,12 +268,16 @@ fn main() -> Res<()> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--items" => items = args.next().ok_or("--items N")?.parse()?,
-            "--queries" => queries = args.next().ok_or("--queries N")?.parse()?,
+            "--queries" => queries = Some(args.next().ok_or("--queries N")?.parse()?),
             "--vsa" => vsa = args.next().ok_or("--vsa PATH")?.into(),
             "--rate" => paced_rate = args.next().ok_or("--rate CLICKS_PER_S")?.parse()?,
             "--interleave-s" => secs = args.next().ok_or("--interleave-s S")?.parse()?,
             "--window-s" => window = args.next().ok_or("--window-s S")?.parse()?,
             "--absorb-only" => absorb_only = true,
+            "--no-ctr-run" => ctr_run = false,
+            "--rerank-depth" => {
+                rerank_depth = Some(args.next().ok_or("--rerank-depth N")?.parse()?)
+            }
             "--absorb" => absorb = args.next().ok_or("--absorb CLICKS")?.parse()?,
             "--batch" => batch = args.next().ok_or("--batch CLICKS")?.parse()?,
             "--search-rate" => {
@@ -232,19 +286,32 @@ fn main() -> Res<()> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
+    // Enough searches (`SHOWN` results each) that the absorb phase and the "on" windows send
+    // each click once: a repeat is counted once and never reaches an aggregator, so a stream
+    // that wrapped around would understate the click load.
+    let queries = queries.unwrap_or_else(|| {
+        let needed = absorb as f64
+            + if absorb_only {
+                0.0
+            } else {
+                paced_rate * secs / 2.0 * 1.1
+            };
+        35_000u64.max((needed / SHOWN as f64).ceil() as u64)
+    });
     let dir = std::env::temp_dir().join(format!("vsa-click-bench-{}", std::process::id()));
     let server = Server::start(
         &vsa,
         &dir,
         &format!(
-            "[server]\nin_memory = true\n\n[clicks]\nquery_log = {}\n",
+            "[server]\nin_memory = true\n\n[clicks]\nquery_log = {}\n{}",
             // The searches of the latency runs are logged too: room for them.
-            queries + 1_000_000
+            queries + 1_000_000,
+            rerank_depth.map_or(String::new(), |d| format!("rerank_depth = {d}\n"))
         ),
     )?;
     ingest(&server, 0, items, 4, 32)?;
     // The query log: `queries` searches over 4 connections, every shown (query, item,
-    // position) clicked once.
+    // position) clicked once (a shopper who scrolls: `SHOWN` results per search).
     let clicks = std::thread::scope(|s| -> Res<Vec<ClickRequest>> {
         let handles: Vec<_> = (0..4u64)
             .map(|c| {
@@ -256,7 +323,7 @@ fn main() -> Res<()> {
                         let r = client
                             .search(SearchRequest::new(
                                 QueryInput::Embedding(embedding((q * 7919) % items)),
-                                10,
+                                SHOWN,
                             ))
                             .map_err(|e| e.to_string())?;
                         for (pos, h) in r.hits.iter().enumerate() {
@@ -312,6 +379,7 @@ fn main() -> Res<()> {
             secs,
             window,
             batch,
+            ctr_run,
         };
         interleaved(&server, items, &stream, &plan)?;
     }
@@ -343,6 +411,8 @@ struct Plan {
     window: f64,
     /// Clicks per request.
     batch: usize,
+    /// Also the run with the CTR weight switched on and off.
+    ctr_run: bool,
 }
 
 /// Search latency with the click load and the CTR weight each switched on and off in turn.
@@ -353,10 +423,11 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         secs,
         window,
         batch,
+        ctr_run,
     } = *plan;
     search_load(server, items, 2, 3.0)?; // warm-up
     let sent_before = stream.next.load(Ordering::Relaxed);
-    let (during, between, bursts) = alternate(server, items, load, secs, window, |on, end| {
+    let (clicking, bursts) = alternate(server, items, load, secs, window, |on, end| {
         // `--rate 0`: the windows alternate with nothing switched, which shows the spread
         // of the measurement itself on this machine (an A/A comparison).
         if !on || rate <= 0.0 {
@@ -391,30 +462,25 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         acked as f64 / took.max(1e-9),
         100.0 * repeats as f64 / sent.max(1) as f64
     );
-    println!("| searches started | queries | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    report("click load off", &between);
-    report(&format!("click load on ({rate:.0}/s)"), &during);
-    println!(
-        "- p99 with the click load vs without: {:+.1} %, p50 {:+.1} %",
-        (percentile(&during, 0.99) / percentile(&between, 0.99) - 1.0) * 100.0,
-        (percentile(&during, 0.5) / percentile(&between, 0.5) - 1.0) * 100.0
+    clicking.report(
+        "click load off",
+        &format!("click load on ({rate:.0}/s)"),
+        "with the click load vs without",
     );
-    let (weighted, unweighted, _) = alternate(server, items, load, secs, window, |on, _| {
+    if !ctr_run {
+        return Ok(());
+    }
+    let (weighting, _) = alternate(server, items, load, secs, window, |on, _| {
         admin_weights(server, if on { 1.0 } else { 0.0 })
     })?;
     admin_weights(server, 0.0)?;
     println!(
         "\n### search load: {load}, {secs:.0} s; the CTR weight 1 in alternate {window:.0} s windows, 0 in the others (no clicks)"
     );
-    println!("| searches started | queries | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
-    report("ctr weight 0", &unweighted);
-    report("ctr weight 1 (CTR lookups per search)", &weighted);
-    println!(
-        "- p99 with the CTR weight vs without: {:+.1} %, p50 {:+.1} %",
-        (percentile(&weighted, 0.99) / percentile(&unweighted, 0.99) - 1.0) * 100.0,
-        (percentile(&weighted, 0.5) / percentile(&unweighted, 0.5) - 1.0) * 100.0
+    weighting.report(
+        "ctr weight 0",
+        "ctr weight 1 (CTR lookups per search)",
+        "with the CTR weight vs without",
     );
     Ok(())
 }
