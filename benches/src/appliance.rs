@@ -259,31 +259,36 @@ pub fn group_by_windows(searches: &[(f64, f64)], windows: &[(f64, f64)]) -> Vec<
     groups
 }
 
+/// The latencies of several windows in one sorted list.
+pub fn pooled<W: AsRef<[f64]>>(windows: &[W]) -> Vec<f64> {
+    let mut all: Vec<f64> = windows
+        .iter()
+        .flat_map(|w| w.as_ref().iter().copied())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    all
+}
+
 /// The change (%) of a percentile `q` of the searches in the `on` windows over the same
 /// percentile in the `off` windows, with a 90 % bootstrap interval that resamples whole
 /// windows (each round draws as many windows as each side has, with replacement): a window is
 /// the unit that the shared machine's noise moves together, so the interval says how far the
 /// change could be the machine's doing. Returns (change, low, high); NaN without windows.
 pub fn change_interval(on: &[Vec<f64>], off: &[Vec<f64>], q: f64) -> (f64, f64, f64) {
-    let flat = |g: &[&Vec<f64>]| {
-        let mut all: Vec<f64> = g.iter().flat_map(|w| w.iter().copied()).collect();
-        all.sort_by(f64::total_cmp);
-        all
-    };
     let change = |a: &[f64], b: &[f64]| (percentile(a, q) / percentile(b, q) - 1.0) * 100.0;
     if on.is_empty() || off.is_empty() {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
     let point = change(
-        &flat(&on.iter().collect::<Vec<_>>()),
-        &flat(&off.iter().collect::<Vec<_>>()),
+        &pooled(&on.iter().collect::<Vec<_>>()),
+        &pooled(&off.iter().collect::<Vec<_>>()),
     );
     let mut rng = crate::SplitMix(0x5EED);
     let mut rounds: Vec<f64> = (0..1000)
         .map(|_| {
             let a: Vec<&Vec<f64>> = (0..on.len()).map(|_| &on[rng.below(on.len())]).collect();
             let b: Vec<&Vec<f64>> = (0..off.len()).map(|_| &off[rng.below(off.len())]).collect();
-            change(&flat(&a), &flat(&b))
+            change(&pooled(&a), &pooled(&b))
         })
         .filter(|c| c.is_finite())
         .collect();

@@ -5,30 +5,16 @@
 use std::time::Duration;
 
 use vsa_protocol::{
-    AdminAction, BlockingClient, ClickRequest, ErrorCode, ProtocolError, QueryInput, SearchRequest,
-    SearchResponse,
+    AdminAction, BlockingClient, ClickRequest, ErrorCode, ProtocolError, SearchResponse,
 };
 
-use crate::support::{ADMIN_TOKEN, DIM, Server, TempDir, embedding, item, vsa};
+use crate::support::{
+    ADMIN_TOKEN, DIM, Server, TempDir, item, near_item_0, rank, search_explained as search, vsa,
+};
 
-/// A query near item 0: its embedding plus a little deterministic noise.
+/// A query near item 0 (one noise draw per seed).
 fn query(seed: u64) -> Vec<f32> {
-    let noise = embedding(10_000 + seed);
-    embedding(0)
-        .iter()
-        .zip(&noise)
-        .map(|(a, b)| a + 0.3 * b)
-        .collect()
-}
-
-fn search(client: &mut BlockingClient, q: &[f32]) -> SearchResponse {
-    let mut req = SearchRequest::new(QueryInput::Embedding(q.to_vec()), 10);
-    req.options.explain = true;
-    client.search(req).expect("search")
-}
-
-fn rank(r: &SearchResponse, id: &str) -> Option<usize> {
-    r.hits.iter().position(|h| h.id == id)
+    near_item_0(10_000 + seed)
 }
 
 fn set_ctr_weight(client: &mut BlockingClient, w: f32) -> u64 {

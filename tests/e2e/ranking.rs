@@ -6,29 +6,11 @@
 use std::io::Cursor;
 
 use vsa_models::image::{self, DynamicImage, ImageFormat};
-use vsa_protocol::{BlockingClient, ItemContent, QueryInput, SearchRequest, SearchResponse};
+use vsa_protocol::{ItemContent, SearchResponse};
 
-use crate::support::{ADMIN_TOKEN, Server, TempDir, embedding, item, vsa};
-
-/// A query near item 0 (its embedding plus a little deterministic noise).
-fn near_item_0() -> Vec<f32> {
-    let noise = embedding(20_000);
-    embedding(0)
-        .iter()
-        .zip(&noise)
-        .map(|(a, b)| a + 0.3 * b)
-        .collect()
-}
-
-fn search(client: &mut BlockingClient, q: &[f32]) -> SearchResponse {
-    let mut req = SearchRequest::new(QueryInput::Embedding(q.to_vec()), 10);
-    req.options.explain = true;
-    client.search(req).expect("search")
-}
-
-fn rank(r: &SearchResponse, id: &str) -> Option<usize> {
-    r.hits.iter().position(|h| h.id == id)
-}
+use crate::support::{
+    ADMIN_TOKEN, Server, TempDir, item, near_item_0, rank, search_explained as search, vsa,
+};
 
 fn component(r: &SearchResponse, id: &str, name: &str) -> f32 {
     r.hits
@@ -76,7 +58,7 @@ fn a_well_rated_item_rises_only_while_the_quality_weight_is_on() {
     for n in 0..40 {
         client.upsert(rated(n, "1")).unwrap();
     }
-    let q = near_item_0();
+    let q = near_item_0(20_000);
     let before = search(&mut client, &q);
     assert_eq!(before.hits[0].id, "item-00000");
     let target = before.hits[5].id.clone();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use vsa_actors::lower_thread_priority;
 use vsa_benches::appliance::{
     Res, Server, change_interval, embedding, group_by_windows, ingest, paired_change, percentile,
-    search_load, search_load_paced, search_load_timed,
+    pooled, search_load, search_load_paced, search_load_timed,
 };
 use vsa_protocol::{AdminAction, ClickRequest, QueryInput, Request, Response, SearchRequest};
 
@@ -151,15 +151,9 @@ struct Windows {
 }
 
 impl Windows {
-    fn flat(groups: &[Vec<f64>]) -> Vec<f64> {
-        let mut all: Vec<f64> = groups.iter().flatten().copied().collect();
-        all.sort_by(f64::total_cmp);
-        all
-    }
-
     /// Prints the two sides and the p99 and p50 change with their bootstrap intervals.
     fn report(&self, off_label: &str, on_label: &str, what: &str) {
-        let (on, off) = (Self::flat(&self.on), Self::flat(&self.off));
+        let (on, off) = (pooled(&self.on), pooled(&self.off));
         println!("| searches started | windows | queries | p50 ms | p99 ms |");
         println!("|---|---|---|---|---|");
         for (label, w, lat) in [(off_label, &self.off, &off), (on_label, &self.on, &on)] {

@@ -232,3 +232,29 @@ pub(crate) fn item(n: u64, category: &str) -> UpsertRequest {
         metadata: vec![("title".into(), format!("Item number {n}"))],
     }
 }
+
+/// A query near item 0: its embedding plus a little deterministic noise (`embedding(noise)`).
+pub(crate) fn near_item_0(noise: u64) -> Vec<f32> {
+    let noise = embedding(noise);
+    embedding(0)
+        .iter()
+        .zip(&noise)
+        .map(|(a, b)| a + 0.3 * b)
+        .collect()
+}
+
+/// The top 10 for an embedding query, with each hit's score components (`explain`).
+pub(crate) fn search_explained(
+    client: &mut BlockingClient,
+    q: &[f32],
+) -> vsa_protocol::SearchResponse {
+    let mut req =
+        vsa_protocol::SearchRequest::new(vsa_protocol::QueryInput::Embedding(q.to_vec()), 10);
+    req.options.explain = true;
+    client.search(req).expect("search")
+}
+
+/// Where `id` is in a response (0 = top), if shown.
+pub(crate) fn rank(r: &vsa_protocol::SearchResponse, id: &str) -> Option<usize> {
+    r.hits.iter().position(|h| h.id == id)
+}
