@@ -501,7 +501,7 @@ pub enum AggregatorMessage {
 }
 
 /// An aggregator's items, shared with the engine for reading: the aggregator writes it (one
-/// write lock per message), and a search reads its CTRs there instead of waiting for the
+/// write lock per run of at most [`WRITE_RUN`] entries), and a search reads its CTRs there instead of waiting for the
 /// aggregators' low-priority thread to answer a message.
 pub type ClickTable = Arc<std::sync::RwLock<KeyMap<ItemClicks>>>;
 
@@ -519,6 +519,10 @@ pub fn read_table(table: &ClickTable) -> std::sync::RwLockReadGuard<'_, KeyMap<I
 /// How many independent lookups are started together (see [`crate::prefetch`]): enough to
 /// overlap their cache misses, few enough that the lines are still in L1 when used.
 pub const PREFETCH_RUN: usize = 16;
+
+/// Most entries an aggregator changes under one write lock of its table (see the `Batch`
+/// message): a reader waits for at most this many updates.
+const WRITE_RUN: usize = 64;
 
 /// State of an aggregator.
 #[derive(Debug)]
@@ -806,20 +810,32 @@ impl Actor for ClickAggregator {
                 let hl = state.config.half_life_s;
                 let eta = state.config.position_eta;
                 let cfg = &state.config;
-                let mut items = write_table(&state.items);
+                // The table's write lock is taken per run of entries, never for a whole
+                // batch: this thread runs at the lowest priority and any search can preempt
+                // it, so a CTR-weighted search that finds the lock held waits for the rest of
+                // one run (microseconds), not of a batch.
                 for shown in std::mem::take(&mut batch.impressions) {
-                    for (pos, key) in shown.mine {
-                        let name = || shown.shown.get(pos as usize).cloned().unwrap_or_default();
-                        entry(&mut items, cfg, key, name, shown.now).impressions +=
-                            examination(pos, eta);
-                        state.impressions += 1;
+                    for run in shown.mine.chunks(WRITE_RUN) {
+                        let mut items = write_table(&state.items);
+                        for &(pos, key) in run {
+                            let name =
+                                || shown.shown.get(pos as usize).cloned().unwrap_or_default();
+                            entry(&mut items, cfg, key, name, shown.now).impressions +=
+                                examination(pos, eta);
+                        }
+                        state.impressions += run.len() as u64;
                     }
                 }
-                for (key, id) in std::mem::take(&mut batch.clicks) {
-                    entry(&mut items, cfg, key, || id, batch.now).clicks += 1.0;
-                    state.clicks += 1;
+                let mut clicks = std::mem::take(&mut batch.clicks).into_iter().peekable();
+                while clicks.peek().is_some() {
+                    let mut items = write_table(&state.items);
+                    for (key, id) in clicks.by_ref().take(WRITE_RUN) {
+                        entry(&mut items, cfg, key, || id, batch.now).clicks += 1.0;
+                        state.clicks += 1;
+                    }
                 }
                 for run in batch.co.chunks(PREFETCH_RUN) {
+                    let mut items = write_table(&state.items);
                     // The lists of a run load side by side (each is several cache lines,
                     // rarely still cached), then change.
                     for (key, _) in run {

@@ -378,7 +378,6 @@ impl Engine {
             0 => config.pool.workers.max(1),
             n => n,
         };
-        let flusher = click_runtime.handle();
         let whitener = Arc::new(Whitener::new(
             config.quality.whitening.clone(),
             manifest.outputs.embedding_dim,
@@ -419,8 +418,11 @@ impl Engine {
             }),
         };
         // Impressions reach the aggregators within IMPRESSION_FLUSH however few searches come.
+        // The flusher runs on the engine's runtime, not the aggregators' lowest-priority
+        // thread: it takes the lock that every search's impressions go through, and a search
+        // must never wait for a preempted low-priority thread to let go of it.
         let inner = Arc::downgrade(&engine.inner);
-        flusher.spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(IMPRESSION_FLUSH).await;
                 match inner.upgrade() {
