@@ -15,7 +15,8 @@
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q (default: enough that no click repeats)]
 //! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
-//! [--absorb-only] [--no-ctr-run] [--rerank-depth N] [--search-rate SEARCHES_PER_S]
+//! [--absorb-only] [--no-ctr-run] [--click-ctr WEIGHT (held through the click-load run; default 0)]
+//! [--rerank-depth N] [--search-rate SEARCHES_PER_S]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
 use std::path::PathBuf;
@@ -254,6 +255,7 @@ fn main() -> Res<()> {
     let mut window = 3.0;
     let mut absorb_only = false;
     let mut ctr_run = true;
+    let mut click_ctr: f32 = 0.0;
     let mut rerank_depth: Option<usize> = None;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
@@ -269,6 +271,7 @@ fn main() -> Res<()> {
             "--window-s" => window = args.next().ok_or("--window-s S")?.parse()?,
             "--absorb-only" => absorb_only = true,
             "--no-ctr-run" => ctr_run = false,
+            "--click-ctr" => click_ctr = args.next().ok_or("--click-ctr WEIGHT")?.parse()?,
             "--rerank-depth" => {
                 rerank_depth = Some(args.next().ok_or("--rerank-depth N")?.parse()?)
             }
@@ -374,6 +377,7 @@ fn main() -> Res<()> {
             window,
             batch,
             ctr_run,
+            click_ctr,
         };
         interleaved(&server, items, &stream, &plan)?;
     }
@@ -407,6 +411,9 @@ struct Plan {
     batch: usize,
     /// Also the run with the CTR weight switched on and off.
     ctr_run: bool,
+    /// The CTR weight held through the click-load run, on and off windows alike (0: the
+    /// default ranking; 1: every search also reads the table the aggregators write).
+    click_ctr: f32,
 }
 
 /// Search latency with the click load and the CTR weight each switched on and off in turn.
@@ -418,7 +425,9 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         window,
         batch,
         ctr_run,
+        click_ctr,
     } = *plan;
+    admin_weights(server, click_ctr)?;
     search_load(server, items, 2, 3.0)?; // warm-up
     let sent_before = stream.next.load(Ordering::Relaxed);
     let (clicking, bursts) = alternate(server, items, load, secs, window, |on, end| {
@@ -443,12 +452,13 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     let (acked, took): (u64, f64) = bursts
         .iter()
         .fold((0, 0.0), |(a, t), (n, s)| (a + n, t + s));
+    admin_weights(server, 0.0)?;
     let sent_after = stream.next.load(Ordering::Relaxed);
     let distinct = stream.clicks.len() as u64;
     let repeats = sent_after.saturating_sub(distinct) - sent_before.saturating_sub(distinct);
     let sent = sent_after - sent_before;
     println!(
-        "\n### search load: {load}, {secs:.0} s; the click load (2 more clients, paced at {rate:.0}/s, {}) on in alternate {window:.0} s windows",
+        "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; the click load (2 more clients, paced at {rate:.0}/s, {}) on in alternate {window:.0} s windows",
         sending(batch)
     );
     println!(
