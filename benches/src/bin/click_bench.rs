@@ -427,7 +427,10 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         ctr_run,
         click_ctr,
     } = *plan;
-    admin_weights(server, click_ctr)?;
+    // The CTR run below sets the weight in every window itself: nothing to reset after this.
+    if click_ctr != 0.0 {
+        admin_weights(server, click_ctr)?;
+    }
     search_load(server, items, 2, 3.0)?; // warm-up
     let sent_before = stream.next.load(Ordering::Relaxed);
     let (clicking, bursts) = alternate(server, items, load, secs, window, |on, end| {
@@ -452,7 +455,6 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     let (acked, took): (u64, f64) = bursts
         .iter()
         .fold((0, 0.0), |(a, t), (n, s)| (a + n, t + s));
-    admin_weights(server, 0.0)?;
     let sent_after = stream.next.load(Ordering::Relaxed);
     let distinct = stream.clicks.len() as u64;
     let repeats = sent_after.saturating_sub(distinct) - sent_before.saturating_sub(distinct);
