@@ -260,6 +260,17 @@ impl<S: Read + Write> BlockingClient<S> {
         Ok(())
     }
 
+    /// Sends a request already encoded as a whole frame by [`frame::encode_frame`], without
+    /// waiting for its response (pipelining): for load generators, which encode their
+    /// requests ahead of time so the encoding is not part of what they measure. The frame
+    /// must hold exactly one `Request`; the server answers anything else with an error (or
+    /// closes the connection), which the next [`recv`](Self::recv) reports.
+    pub fn send_encoded(&mut self, frame: &[u8]) -> Result<()> {
+        self.conn.write_raw(frame)?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
     /// Receives the response to the oldest request in flight (server errors as values).
     pub fn recv(&mut self) -> Result<Response> {
         if self.in_flight == 0 {

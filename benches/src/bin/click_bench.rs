@@ -10,12 +10,15 @@
 //!
 //! The click senders stand for the shoppers' devices and web servers, which are elsewhere in a
 //! deployment: here they share the server's two cores, so their threads run at the lowest CPU
-//! priority (Linux `SCHED_IDLE`) to keep the benchmark's own work out of the search latency;
-//! the rate they achieve is measured and printed.
+//! priority (Linux `SCHED_IDLE`) and send requests encoded before the runs, to keep the
+//! benchmark's own work out of the search latency; the rate they achieve is measured and
+//! printed. `--senders-only` shows what is left of that work: the senders pace and take their
+//! requests as usual but send none.
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q (default: enough that no click repeats)]
 //! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
 //! [--absorb-only] [--no-ctr-run] [--click-ctr WEIGHT (held through the click-load run; default 0)]
+//! [--senders-only (the click load's senders take their requests but send none)]
 //! [--rerank-depth N] [--search-rate SEARCHES_PER_S]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
@@ -34,23 +37,63 @@ use vsa_protocol::{AdminAction, ClickRequest, QueryInput, Request, Response, Sea
 /// Results per search of the searches that make the click stream.
 const SHOWN: u32 = 20;
 
-/// The distinct clicks and a cursor over them shared by every sender: each click is sent once
-/// before any is repeated.
+/// The distinct clicks, encoded ahead of time as requests of `batch` clicks each, so a sender
+/// only writes bytes (its encoding is not part of what is measured), and a cursor over them
+/// shared by every sender: each click is sent once before any is repeated.
 struct ClickStream {
-    clicks: Vec<ClickRequest>,
+    /// Whole frames, back to back: frame `i` ends at `ends[i]`.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Clicks per request (1: one `Request::Click` each; the last frame may carry fewer).
+    batch: usize,
+    /// Distinct clicks.
+    clicks: usize,
+    /// Frames handed out.
     next: AtomicU64,
 }
 
 impl ClickStream {
-    fn next(&self) -> &ClickRequest {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
-        &self.clicks[i % self.clicks.len()]
+    fn new(clicks: &[&ClickRequest], batch: usize) -> Res<ClickStream> {
+        let batch = batch.max(1);
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+        for chunk in clicks.chunks(batch) {
+            let request = match chunk {
+                [one] if batch == 1 => Request::Click((*one).clone()),
+                _ => Request::Clicks(chunk.iter().map(|&c| c.clone()).collect()),
+            };
+            bytes.extend(vsa_protocol::frame::encode_frame(&request, u32::MAX)?);
+            ends.push(bytes.len());
+        }
+        Ok(ClickStream {
+            bytes,
+            ends,
+            batch,
+            clicks: clicks.len(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// The next frame and the clicks it carries.
+    fn next(&self) -> (&[u8], u64) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.ends.len().max(1);
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let carried = self.batch.min(self.clicks - i * self.batch);
+        (&self.bytes[start..self.ends[i]], carried as u64)
     }
 }
 
+/// How a click sender sends.
+#[derive(Clone, Copy)]
+struct Sending {
+    /// Clicks/s over all the senders (`None`: as fast as the server answers).
+    rate: Option<f64>,
+    /// Take each request as for sending, then drop it: the senders' own share of the
+    /// machine, with nothing reaching the server (the clicks are counted as acknowledged).
+    dry: bool,
+}
+
 /// Sends clicks from `stream` over `clients` connections, 64 requests in flight each, until
-/// `count` have been sent or `stop` is set; paced at `rate` clicks/s in all when given. A
-/// request carries `batch` clicks (`Request::Clicks`; 1: a `Request::Click` each). Returns
+/// at least `count` have been sent (whole requests) or `stop` is set, as `how` says. Returns
 /// the clicks acknowledged and the seconds taken.
 fn firehose(
     server: &Server,
@@ -58,11 +101,10 @@ fn firehose(
     clients: usize,
     count: u64,
     stop: &Arc<AtomicBool>,
-    rate: Option<f64>,
-    batch: usize,
+    how: Sending,
 ) -> Res<(u64, f64)> {
     let t = Instant::now();
-    let batch = batch.max(1) as u64;
+    let Sending { rate, dry } = how;
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let client = server.client().map_err(|e| e.to_string());
@@ -84,14 +126,14 @@ fn firehose(
                                 std::thread::sleep(Duration::from_secs_f64(ahead));
                             }
                         }
-                        let n = batch.min(mine - sent);
-                        let request = if batch == 1 {
-                            Request::Click(stream.next().clone())
-                        } else {
-                            Request::Clicks((0..n).map(|_| stream.next().clone()).collect())
-                        };
-                        client.send(request).map_err(|e| e.to_string())?;
+                        let (frame, n) = stream.next();
                         sent += n;
+                        if dry {
+                            std::hint::black_box(frame);
+                            acked += n;
+                            continue;
+                        }
+                        client.send_encoded(frame).map_err(|e| e.to_string())?;
                         in_flight += 1;
                         continue;
                     }
@@ -256,6 +298,7 @@ fn main() -> Res<()> {
     let mut absorb_only = false;
     let mut ctr_run = true;
     let mut click_ctr: f32 = 0.0;
+    let mut senders_only = false;
     let mut rerank_depth: Option<usize> = None;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
@@ -271,6 +314,7 @@ fn main() -> Res<()> {
             "--window-s" => window = args.next().ok_or("--window-s S")?.parse()?,
             "--absorb-only" => absorb_only = true,
             "--no-ctr-run" => ctr_run = false,
+            "--senders-only" => senders_only = true,
             "--click-ctr" => click_ctr = args.next().ok_or("--click-ctr WEIGHT")?.parse()?,
             "--rerank-depth" => {
                 rerank_depth = Some(args.next().ok_or("--rerank-depth N")?.parse()?)
@@ -344,17 +388,19 @@ fn main() -> Res<()> {
     // Interleave so consecutive clicks hit different queries and items.
     let n = clicks.len();
     let stride = 7919 % n.max(1);
-    let stream = Arc::new(ClickStream {
-        clicks: (0..n)
-            .map(|i| clicks[(i * stride.max(1)) % n].clone())
-            .collect(),
-        next: AtomicU64::new(0),
-    });
+    let order: Vec<&ClickRequest> = (0..n).map(|i| &clicks[(i * stride.max(1)) % n]).collect();
+    let stream = Arc::new(ClickStream::new(&order, batch)?);
+    drop(order);
+    drop(clicks);
     println!("## clicks ({items} items, {n} distinct clicks over {queries} queries)");
     let never = Arc::new(AtomicBool::new(false));
     let first = absorb.min(n as u64);
     let t = Instant::now();
-    let (acked, took) = firehose(&server, &stream, 4, first, &never, None, batch)?;
+    let flat_out = Sending {
+        rate: None,
+        dry: false,
+    };
+    let (acked, took) = firehose(&server, &stream, 4, first, &never, flat_out)?;
     // A batch is acknowledged once checked; absorbed means applied by the aggregators.
     let applied = loop {
         let clicks = click_count(&server)?;
@@ -375,9 +421,9 @@ fn main() -> Res<()> {
             rate: paced_rate,
             secs,
             window,
-            batch,
             ctr_run,
             click_ctr,
+            dry: senders_only,
         };
         interleaved(&server, items, &stream, &plan)?;
     }
@@ -407,13 +453,13 @@ struct Plan {
     rate: f64,
     secs: f64,
     window: f64,
-    /// Clicks per request.
-    batch: usize,
     /// Also the run with the CTR weight switched on and off.
     ctr_run: bool,
     /// The CTR weight held through the click-load run, on and off windows alike (0: the
     /// default ranking; 1: every search also reads the table the aggregators write).
     click_ctr: f32,
+    /// The click senders only build and encode their requests (`--senders-only`).
+    dry: bool,
 }
 
 /// Search latency with the click load and the CTR weight each switched on and off in turn.
@@ -423,10 +469,11 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         rate,
         secs,
         window,
-        batch,
         ctr_run,
         click_ctr,
+        dry,
     } = *plan;
+    let batch = stream.batch;
     // The CTR run below sets the weight in every window itself: nothing to reset after this.
     if click_ctr != 0.0 {
         admin_weights(server, click_ctr)?;
@@ -442,8 +489,11 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         let stop = Arc::new(AtomicBool::new(false));
         std::thread::scope(|s| {
             let h = s.spawn(|| {
-                firehose(server, stream, 2, u64::MAX, &stop, Some(rate), batch)
-                    .map_err(|e| e.to_string())
+                let how = Sending {
+                    rate: Some(rate),
+                    dry,
+                };
+                firehose(server, stream, 2, u64::MAX, &stop, how).map_err(|e| e.to_string())
             });
             while !end.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(5));
@@ -455,13 +505,19 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     let (acked, took): (u64, f64) = bursts
         .iter()
         .fold((0, 0.0), |(a, t), (n, s)| (a + n, t + s));
+    // In frames, which carry `batch` clicks each.
     let sent_after = stream.next.load(Ordering::Relaxed);
-    let distinct = stream.clicks.len() as u64;
+    let distinct = stream.ends.len() as u64;
     let repeats = sent_after.saturating_sub(distinct) - sent_before.saturating_sub(distinct);
     let sent = sent_after - sent_before;
     println!(
-        "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; the click load (2 more clients, paced at {rate:.0}/s, {}) on in alternate {window:.0} s windows",
-        sending(batch)
+        "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; the click load (2 more clients, paced at {rate:.0}/s, {}{}) on in alternate {window:.0} s windows",
+        sending(batch),
+        if dry {
+            "; senders only: each request built and encoded, none sent"
+        } else {
+            ""
+        }
     );
     println!(
         "- clicks achieved while on: {:.0}/s ({acked} acknowledged; {:.0} % of those sent were repeats of an earlier click)",

@@ -220,6 +220,21 @@ fn blocking_client_does_hello_and_calls() {
             other => panic!("unexpected {other:?}"),
         }
     }
+    // Frames encoded ahead of time are pipelined and answered like requests sent as values.
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| frame::encode_frame(&upsert(format!("e-{i}")), DEFAULT_MAX_FRAME))
+        .collect::<Result<_>>()
+        .expect("encode");
+    for f in &frames {
+        client.send_encoded(f).expect("send encoded");
+    }
+    assert_eq!(client.in_flight(), 3);
+    for i in 0..3 {
+        match client.recv().expect("recv") {
+            Response::Upserted(reply) => assert_eq!(reply.id, format!("e-{i}")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     assert!(client.stats().is_ok());
     assert!(client.health().is_ok());
     assert!(
