@@ -199,14 +199,16 @@ struct Inner {
     click_dir: Option<std::path::PathBuf>,
     /// The aggregators' items, read for CTRs (one table per aggregator).
     click_tables: Vec<ClickTable>,
-    /// Impressions not yet sent to the aggregators.
+    /// Impressions not yet sent to the aggregators, and searches not yet in the query log.
     pending_impressions: std::sync::Mutex<PendingImpressions>,
+    /// Click requests handed to the click thread and not yet checked.
+    clicks_in_check: Arc<AtomicUsize>,
     /// Batches of impressions alone sent and not yet applied.
     impression_batches_queued: Arc<AtomicUsize>,
     /// Impressions dropped because the aggregators were too far behind.
     impressions_dropped: AtomicU64,
     /// The aggregators' thread (stops when the engine is dropped).
-    _click_runtime: ClickRuntime,
+    click_runtime: ClickRuntime,
     failures: FailureLog,
     shard_meters: ShardMeters,
     stages: HistogramSet,
@@ -218,14 +220,95 @@ struct Inner {
     whitener: Arc<Whitener>,
 }
 
-/// Impressions kept in the engine until the next flush, one list per aggregator.
+/// Impressions kept in the engine until the next flush, one list per aggregator, and the
+/// searches that showed them until the query log takes them in. A search takes only this
+/// lock: the query log's is held by the click thread (lowest priority) while it checks a run
+/// of clicks, and a search must never wait for that thread.
 #[derive(Debug, Default)]
 struct PendingImpressions {
     per: Vec<Vec<Impressions>>,
     searches: usize,
+    queries: Vec<(u64, QueryEntry)>,
 }
 
 impl Inner {
+    /// The query log, with the searches that are waiting for it taken in (the log's lock,
+    /// then the pending lock: the same order everywhere).
+    fn query_log(&self) -> Result<std::sync::MutexGuard<'_, QueryLog>> {
+        let mut log = self
+            .query_log
+            .lock()
+            .map_err(|_| EngineError::Internal("query log poisoned".into()))?;
+        self.take_queries(&mut log);
+        Ok(log)
+    }
+
+    /// Moves the searches waiting in the pending list into `log`.
+    fn take_queries(&self, log: &mut QueryLog) {
+        let queries = self
+            .pending_impressions
+            .lock()
+            .map(|mut p| std::mem::take(&mut p.queries))
+            .unwrap_or_default();
+        for (id, entry) in queries {
+            log.push(id, entry, &self.config.clicks);
+        }
+    }
+
+    /// Checks a batch of clicks against the query log (on the click thread) and hands the
+    /// good ones to the aggregators, one message per aggregator.
+    fn check_clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
+        let aggs = self.aggregators.borrow().clone();
+        if aggs.is_empty() {
+            return Err(EngineError::Unavailable("no click aggregator".into()));
+        }
+        let queued = &self.click_batches_queued;
+        let mut work = empty_batches(aggs.len());
+        // The impressions of the searches before these clicks go first, in the same message.
+        for (w, impressions) in work.iter_mut().zip(self.take_impressions(aggs.len())) {
+            w.impressions = impressions;
+        }
+        let mut reply = ClicksReply::default();
+        let mut batch = batch;
+        for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
+            // The log's lock is taken per run, not per batch: the impression flusher, which
+            // takes the waiting searches in when the log is free, finds it free often.
+            let mut log = self.query_log()?;
+            log.prefetch(run.iter().map(|c| c.query_id));
+            for (j, req) in run.iter_mut().enumerate() {
+                let i = r * PREFETCH_RUN + j;
+                match check_click(&mut log, req, self.config.clicks.co_clicks_per_click) {
+                    Err(e) => {
+                        self.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+                        reply
+                            .rejected
+                            .push((i as u32, ErrorReply::new(e.code(), e.to_string())));
+                    }
+                    Ok(None) => reply.repeated += 1,
+                    Ok(Some((key, before))) => {
+                        route_co_clicks(&mut work, key, &before);
+                        work[aggregator_of(key, aggs.len())]
+                            .clicks
+                            .push((key, std::mem::take(&mut req.item_id)));
+                        reply.accepted += 1;
+                    }
+                }
+            }
+        }
+        let now = now_s();
+        for (a, mut w) in aggs.iter().zip(work) {
+            if w.clicks.is_empty() && w.co.is_empty() && w.impressions.is_empty() {
+                continue;
+            }
+            w.now = now;
+            // A failed send drops the batch, which takes it off the count.
+            if let Err(e) = a.send_message(AggregatorMessage::Batch(w.counted(queued))) {
+                tracing::warn!(error = %e, "a click aggregator is gone; its share of a batch is lost");
+            }
+        }
+        Ok(reply)
+    }
+
     /// Takes the pending impressions, one list per aggregator (empty lists when none).
     fn take_impressions(&self, aggregators: usize) -> Vec<Vec<Impressions>> {
         let mut per = self
@@ -265,6 +348,23 @@ impl Inner {
             };
             let _ = a.send_message(AggregatorMessage::Batch(batch.counted(queued)));
         }
+    }
+}
+
+/// One unit of a count, held while the work it counts waits or runs (released on drop, so a
+/// task that fails cannot leak it).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn on(count: &Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -399,6 +499,7 @@ impl Engine {
                 rate: RateMeter::default(),
                 aggregators: agg_rx,
                 query_log: std::sync::Mutex::new(QueryLog::default()),
+                clicks_in_check: Arc::new(AtomicUsize::new(0)),
                 weights: std::sync::RwLock::new(weights),
                 weights_file,
                 clicks_rejected: AtomicU64::new(0),
@@ -408,7 +509,7 @@ impl Engine {
                 pending_impressions: std::sync::Mutex::new(PendingImpressions::default()),
                 impression_batches_queued: Arc::new(AtomicUsize::new(0)),
                 impressions_dropped: AtomicU64::new(0),
-                _click_runtime: click_runtime,
+                click_runtime,
                 failures,
                 shard_meters: ShardMeters::default(),
                 stages: HistogramSet::default(),
@@ -426,7 +527,14 @@ impl Engine {
             loop {
                 tokio::time::sleep(IMPRESSION_FLUSH).await;
                 match inner.upgrade() {
-                    Some(inner) => inner.flush_impressions(),
+                    Some(inner) => {
+                        inner.flush_impressions();
+                        // Never waits: while the click thread holds the log, the searches
+                        // stay pending until it (or the next tick) takes them in.
+                        if let Ok(mut log) = inner.query_log.try_lock() {
+                            inner.take_queries(&mut log);
+                        }
+                    }
                     None => break,
                 }
             }
@@ -1122,7 +1230,8 @@ impl Engine {
         .unwrap_or_default()
     }
 
-    /// Remembers what a search showed and counts the impressions.
+    /// Remembers what a search showed and counts the impressions: both wait in the pending
+    /// list (one short lock), for the query log and the aggregators to take them.
     fn log_impressions(&self, query_id: u64, hits: &[SearchHit], anchor: Option<Vec<f32>>) {
         if hits.is_empty() {
             return;
@@ -1130,25 +1239,26 @@ impl Engine {
         let now = now_s();
         let entry = QueryEntry::new(now, hits.iter().map(|h| h.id.clone()).collect(), anchor);
         let aggs = self.inner.aggregators.borrow().clone();
-        if aggs.is_empty() {
-            if let Ok(mut log) = self.inner.query_log.lock() {
-                log.push(query_id, entry, &self.inner.config.clicks);
-            }
-            return;
-        }
         let mut per: Vec<Vec<(u32, u64)>> = vec![Vec::new(); aggs.len()];
         for (pos, key) in entry.keys.iter().enumerate() {
             per[aggregator_of(*key, aggs.len())].push((pos as u32, *key));
         }
         let shown = entry.shown.clone();
-        if let Ok(mut log) = self.inner.query_log.lock() {
-            log.push(query_id, entry, &self.inner.config.clicks);
-        }
         // Kept here and sent on in batches: a search wakes no aggregator.
         let full = {
             let Ok(mut pending) = self.inner.pending_impressions.lock() else {
                 return;
             };
+            // Bounded by the log's own length: older searches would leave the log anyway.
+            let cap = self.inner.config.clicks.query_log.max(1);
+            if pending.queries.len() >= cap {
+                let excess = pending.queries.len() + 1 - cap;
+                pending.queries.drain(..excess);
+            }
+            pending.queries.push((query_id, entry));
+            if aggs.is_empty() {
+                return;
+            }
             pending.per.resize_with(aggs.len(), Vec::new);
             for (slot, mine) in pending.per.iter_mut().zip(per) {
                 if !mine.is_empty() {
@@ -1197,16 +1307,18 @@ impl Engine {
     /// that position), then counted for the item and as a co-click with the items clicked
     /// before for the same query. A rejected click is counted.
     pub async fn click(&self, req: ClickRequest) -> Result<ClickReply> {
-        let before = {
-            let Ok(mut log) = self.inner.query_log.lock() else {
-                return Err(EngineError::Internal("query log poisoned".into()));
-            };
-            check_click(&mut log, &req, self.inner.config.clicks.co_clicks_per_click).inspect_err(
-                |_| {
-                    self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
-                },
-            )?
-        };
+        let (req, before) = self
+            .on_click_thread(move |inner| {
+                let before = inner.query_log().and_then(|mut log| {
+                    check_click(&mut log, &req, inner.config.clicks.co_clicks_per_click)
+                        .inspect_err(|_| {
+                            inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+                        })
+                });
+                (req, before)
+            })
+            .await?;
+        let before = before?;
         let aggs = self.inner.aggregators.borrow().clone();
         if aggs.is_empty() {
             return Err(EngineError::Unavailable("no click aggregator".into()));
@@ -1254,7 +1366,7 @@ impl Engine {
     /// as [`Engine::click`] checks one, the good ones handed to the aggregators in one message
     /// per aggregator (the clicks and both directions of every co-click), without waiting for
     /// them. `Busy` while the aggregators are more than [`CLICK_BATCHES_QUEUED`] batches behind.
-    pub fn clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
+    pub async fn clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
         if batch.len() > MAX_CLICK_BATCH {
             return Err(EngineError::BadRequest(format!(
                 "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
@@ -1262,61 +1374,38 @@ impl Engine {
             )));
         }
         let queued = &self.inner.click_batches_queued;
-        if queued.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED {
+        if queued.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED
+            || self.inner.clicks_in_check.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED
+        {
             return Err(EngineError::Busy(
                 "the click aggregators are behind; retry shortly",
             ));
         }
-        let aggs = self.inner.aggregators.borrow().clone();
-        if aggs.is_empty() {
+        if self.inner.aggregators.borrow().is_empty() {
             return Err(EngineError::Unavailable("no click aggregator".into()));
         }
-        let mut work = empty_batches(aggs.len());
-        // The impressions of the searches before these clicks go first, in the same message.
-        for (w, impressions) in work.iter_mut().zip(self.inner.take_impressions(aggs.len())) {
-            w.impressions = impressions;
-        }
-        let mut reply = ClicksReply::default();
-        let mut batch = batch;
-        for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
-            // The log's lock is taken per run, not per batch: a search logging its results
-            // waits for at most one run's checks.
-            let Ok(mut log) = self.inner.query_log.lock() else {
-                return Err(EngineError::Internal("query log poisoned".into()));
-            };
-            log.prefetch(run.iter().map(|c| c.query_id));
-            for (j, req) in run.iter_mut().enumerate() {
-                let i = r * PREFETCH_RUN + j;
-                match check_click(&mut log, req, self.inner.config.clicks.co_clicks_per_click) {
-                    Err(e) => {
-                        self.inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
-                        reply
-                            .rejected
-                            .push((i as u32, ErrorReply::new(e.code(), e.to_string())));
-                    }
-                    Ok(None) => reply.repeated += 1,
-                    Ok(Some((key, before))) => {
-                        route_co_clicks(&mut work, key, &before);
-                        work[aggregator_of(key, aggs.len())]
-                            .clicks
-                            .push((key, std::mem::take(&mut req.item_id)));
-                        reply.accepted += 1;
-                    }
-                }
-            }
-        }
-        let now = now_s();
-        for (a, mut w) in aggs.iter().zip(work) {
-            if w.clicks.is_empty() && w.co.is_empty() && w.impressions.is_empty() {
-                continue;
-            }
-            w.now = now;
-            // A failed send drops the batch, which takes it off the count.
-            if let Err(e) = a.send_message(AggregatorMessage::Batch(w.counted(queued))) {
-                tracing::warn!(error = %e, "a click aggregator is gone; its share of a batch is lost");
-            }
-        }
-        Ok(reply)
+        let in_check = Waiting::on(&self.inner.clicks_in_check);
+        self.on_click_thread(move |inner| {
+            let _in_check = in_check;
+            inner.check_clicks(batch)
+        })
+        .await?
+    }
+
+    /// Runs `f` on the click thread (the aggregators' lowest-priority runtime): the checks
+    /// against the query log hold its lock there, never on the threads that run searches,
+    /// so a search neither waits for them nor shares its CPU with them.
+    async fn on_click_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> R + Send + 'static,
+    ) -> Result<R> {
+        let inner = self.inner.clone();
+        self.inner
+            .click_runtime
+            .handle()
+            .spawn(async move { f(&inner) })
+            .await
+            .map_err(|e| EngineError::Internal(format!("checking clicks failed: {e}")))
     }
 
     /// Replaces reranking weights (`(component, weight)`; empty: just read them).
@@ -1369,8 +1458,7 @@ impl Engine {
         best.truncate(top);
         let (logged, retained) = self
             .inner
-            .query_log
-            .lock()
+            .query_log()
             .map(|l| (l.len(), l.retained()))
             .unwrap_or((0, 0));
         let weights = self.set_weights(&[])?;
@@ -1395,10 +1483,8 @@ impl Engine {
     pub async fn export_clicks(&self, offset: u64, limit: usize) -> Result<serde_json::Value> {
         let (page, next) = self
             .inner
-            .query_log
-            .lock()
-            .map(|l| l.clicked_page(offset, limit.clamp(1, 1000)))
-            .map_err(|_| EngineError::Internal("query log poisoned".into()))?;
+            .query_log()
+            .map(|l| l.clicked_page(offset, limit.clamp(1, 1000)))?;
         let mut triplets = Vec::new();
         for (qid, entry) in &page {
             for (positive, negative) in crate::clicks::triplets(entry) {

@@ -391,7 +391,7 @@ pub(crate) async fn dispatch(shared: &Shared, request: Request) -> Response {
         Request::Upsert(r) => engine.upsert(r).await.map(Response::Upserted),
         Request::Delete(r) => engine.delete(r.id).await.map(Response::Deleted),
         Request::Click(c) => engine.click(c).await.map(Response::Clicked),
-        Request::Clicks(b) => engine.clicks(b).map(Response::ClicksAccepted),
+        Request::Clicks(b) => engine.clicks(b).await.map(Response::ClicksAccepted),
         Request::Stats => Ok(Response::Stats(engine.stats().await)),
         Request::Health => Ok(Response::Health(engine.health().await)),
         Request::Metrics => Ok(Response::Telemetry(Box::new(telemetry(shared, None).await))),
