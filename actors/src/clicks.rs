@@ -3,11 +3,13 @@
 //! the live reranking weights, and training-data export.
 //!
 //! ```text
-//! Engine::search ── hits at positions ──▶ QueryLog (bounded) + pending impressions
+//! Engine::search ── hits at positions ──▶ pending (query entries + impressions; one short lock)
+//! pending queries ── when the QueryLog (bounded) is next locked ──▶ QueryLog
 //! pending impressions ── every 100 ms, or ahead of the next clicks ──▶ ClickAggregator[key % n]
-//! Engine::click  ── checked against the QueryLog ──▶ Click (+ a Batch of co-clicks with the items clicked
-//!                                                   for the same query) ──▶ aggregators
-//! Engine::clicks ── each click checked the same way ──▶ one Batch per aggregator (not awaited)
+//! Engine::click  ── checked against the QueryLog, on the click thread ──▶ Click (+ a Batch of
+//!                   co-clicks with the items clicked for the same query) ──▶ aggregators
+//! Engine::clicks ── each click checked the same way, on the click thread ──▶ one Batch per
+//!                   aggregator (not awaited)
 //! Engine::search (ctr weight ≠ 0) ── reads the aggregators' ClickTables ──▶ rerank
 //! ```
 //!
