@@ -234,6 +234,42 @@ fn a_batch_of_clicks_counts_the_good_ones_and_refuses_the_bad_ones() {
     );
 }
 
+/// The query log keeps the last `clicks.query_log` searches, whether they have reached it or
+/// still wait in the engine to be taken in: a click on an older search is refused as
+/// `unknown_query`, in a batch and alone, and a click on a newer one counts.
+#[test]
+fn a_click_on_a_search_older_than_the_query_log_is_refused() {
+    let server = Server::start("[clicks]\nquery_log = 3\n");
+    let mut client = server.client();
+    catalogue(&mut client);
+    let searches: Vec<SearchResponse> = (0..5).map(|s| search(&mut client, &query(s))).collect();
+    let reply = client
+        .clicks(searches.iter().map(|r| batch_click(r, 0)).collect())
+        .expect("batch");
+    assert_eq!((reply.accepted, reply.repeated), (3, 0), "{reply:?}");
+    let codes: Vec<(u32, ErrorCode)> = reply.rejected.iter().map(|(i, e)| (*i, e.code)).collect();
+    assert_eq!(
+        codes,
+        vec![(0, ErrorCode::UnknownQuery), (1, ErrorCode::UnknownQuery)]
+    );
+    let old = client.click(batch_click(&searches[1], 1));
+    assert!(
+        matches!(old, Err(ProtocolError::Server(ref e)) if e.code == ErrorCode::UnknownQuery),
+        "{old:?}"
+    );
+    client
+        .click(batch_click(&searches[4], 1))
+        .expect("a click on the newest search");
+    // Past the log's length again: the searches still waiting to be taken in are bounded too.
+    let more: Vec<SearchResponse> = (5..12).map(|s| search(&mut client, &query(s))).collect();
+    let reply = client
+        .clicks(vec![batch_click(&more[3], 0), batch_click(&more[6], 0)])
+        .expect("batch");
+    assert_eq!(reply.accepted, 1, "{reply:?}");
+    assert_eq!(reply.rejected.len(), 1, "{reply:?}");
+    assert_eq!(reply.rejected[0].0, 0);
+}
+
 fn batch_click(r: &SearchResponse, pos: usize) -> ClickRequest {
     ClickRequest {
         query_id: r.query_id,
