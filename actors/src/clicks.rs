@@ -446,25 +446,36 @@ pub struct ClickBatch {
     pub co: Vec<(u64, u64)>,
     /// When (s since the Unix epoch).
     pub now: f64,
-    /// The engine's count of batches not yet applied: decremented when this one is dropped,
+    /// The engine's count of batches not yet applied: released when this one is dropped,
     /// applied or lost with a failed aggregator, so the count cannot leak.
-    pub queued: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    pub queued: Option<Counted>,
 }
 
 impl ClickBatch {
     /// The batch, counted in `queued` until it is applied or dropped.
-    pub fn counted(mut self, queued: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.queued = Some(queued.clone());
+    pub fn counted(mut self, queued: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        self.queued = Some(Counted::on(queued));
         self
     }
 }
 
-impl Drop for ClickBatch {
+/// One unit of a shared count, held while the work it counts waits or runs: released when
+/// dropped, so work that is applied, refused or lost with a failed task or actor cannot leak
+/// it.
+#[derive(Debug)]
+pub struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counted {
+    /// Adds one to `count`, until the returned value is dropped.
+    pub fn on(count: &Arc<std::sync::atomic::AtomicUsize>) -> Counted {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(q) = self.queued.take() {
-            q.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -29,8 +29,9 @@ use vsa_protocol::{
 
 use crate::clicks::{
     AggregatorArguments, AggregatorMessage, CLICK_BATCHES_QUEUED, ClickBatch, ClickConfig,
-    ClickRuntime, ClickTable, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH, IMPRESSIONS_PENDING,
-    Impressions, PREFETCH_RUN, QueryEntry, QueryLog, RerankWeights, aggregator_of, item_key, now_s,
+    ClickRuntime, ClickTable, Counted, IMPRESSION_BATCHES_QUEUED, IMPRESSION_FLUSH,
+    IMPRESSIONS_PENDING, Impressions, PREFETCH_RUN, QueryEntry, QueryLog, RerankWeights,
+    aggregator_of, item_key, now_s,
 };
 use crate::coordinator::{
     CoordinatorArguments, CoordinatorMessage, IndexConfig, PartitionSlot, RoutingTable,
@@ -228,7 +229,7 @@ struct Inner {
 struct PendingImpressions {
     per: Vec<Vec<Impressions>>,
     searches: usize,
-    queries: Vec<(u64, QueryEntry)>,
+    queries: std::collections::VecDeque<(u64, QueryEntry)>,
 }
 
 impl Inner {
@@ -257,7 +258,7 @@ impl Inner {
 
     /// Checks a batch of clicks against the query log (on the click thread) and hands the
     /// good ones to the aggregators, one message per aggregator.
-    fn check_clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
+    fn check_clicks(&self, mut batch: Vec<ClickRequest>) -> Result<ClicksReply> {
         let aggs = self.aggregators.borrow().clone();
         if aggs.is_empty() {
             return Err(EngineError::Unavailable("no click aggregator".into()));
@@ -269,7 +270,6 @@ impl Inner {
             w.impressions = impressions;
         }
         let mut reply = ClicksReply::default();
-        let mut batch = batch;
         for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
             // The log's lock is taken per run, not per batch: the impression flusher, which
             // takes the waiting searches in when the log is free, finds it free often.
@@ -348,23 +348,6 @@ impl Inner {
             };
             let _ = a.send_message(AggregatorMessage::Batch(batch.counted(queued)));
         }
-    }
-}
-
-/// One unit of a count, held while the work it counts waits or runs (released on drop, so a
-/// task that fails cannot leak it).
-struct Waiting(Arc<AtomicUsize>);
-
-impl Waiting {
-    fn on(count: &Arc<AtomicUsize>) -> Waiting {
-        count.fetch_add(1, Ordering::Relaxed);
-        Waiting(count.clone())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1250,12 +1233,10 @@ impl Engine {
                 return;
             };
             // Bounded by the log's own length: older searches would leave the log anyway.
-            let cap = self.inner.config.clicks.query_log.max(1);
-            if pending.queries.len() >= cap {
-                let excess = pending.queries.len() + 1 - cap;
-                pending.queries.drain(..excess);
+            if pending.queries.len() >= self.inner.config.clicks.query_log.max(1) {
+                pending.queries.pop_front();
             }
-            pending.queries.push((query_id, entry));
+            pending.queries.push_back((query_id, entry));
             if aggs.is_empty() {
                 return;
             }
@@ -1381,10 +1362,7 @@ impl Engine {
                 "the click aggregators are behind; retry shortly",
             ));
         }
-        if self.inner.aggregators.borrow().is_empty() {
-            return Err(EngineError::Unavailable("no click aggregator".into()));
-        }
-        let in_check = Waiting::on(&self.inner.clicks_in_check);
+        let in_check = Counted::on(&self.inner.clicks_in_check);
         self.on_click_thread(move |inner| {
             let _in_check = in_check;
             inner.check_clicks(batch)
