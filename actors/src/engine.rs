@@ -23,7 +23,7 @@ use vsa_protocol::{
 use vsa_protocol::{
     BoxXywh, CategoryPrediction, ClickReply, ClickRequest, ClicksReply, DeleteReply, ErrorReply,
     FilterClause, HealthReply, HealthState, InferenceStats, ItemContent, MAX_CLICK_BATCH,
-    QueryInput, Scope, SearchHit, SearchRequest, SearchResponse, ShardStats, StatsReply,
+    QueryInput, Request, Scope, SearchHit, SearchRequest, SearchResponse, ShardStats, StatsReply,
     UpsertReply, UpsertRequest,
 };
 
@@ -1348,12 +1348,35 @@ impl Engine {
     /// per aggregator (the clicks and both directions of every co-click), without waiting for
     /// them. `Busy` while the aggregators are more than [`CLICK_BATCHES_QUEUED`] batches behind.
     pub async fn clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
-        if batch.len() > MAX_CLICK_BATCH {
-            return Err(EngineError::BadRequest(format!(
-                "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
-                batch.len()
-            )));
-        }
+        self.clicks_with(move || Ok(batch)).await
+    }
+
+    /// [`Engine::clicks`] for the body of a [`Request::Clicks`] frame, decoded on the click
+    /// thread: the item ids it allocates (one per click) are then allocated and freed on
+    /// that thread, where the aggregators keep or drop them, instead of being allocated on a
+    /// thread that serves searches and freed on another (with glibc, a free into another
+    /// thread's arena takes that arena's lock). An undecodable body is
+    /// [`EngineError::Undecodable`].
+    pub async fn clicks_encoded(&self, body: Vec<u8>) -> Result<ClicksReply> {
+        self.clicks_with(
+            move || match vsa_protocol::frame::decode_body::<Request>(&body) {
+                Ok(Request::Clicks(batch)) => Ok(batch),
+                Ok(other) => Err(EngineError::BadRequest(format!(
+                    "a {} request where clicks were expected",
+                    other.kind()
+                ))),
+                Err(e) => Err(EngineError::Undecodable(e)),
+            },
+        )
+        .await
+    }
+
+    /// Checks the clicks `batch` makes on the click thread; Busy while the aggregators or
+    /// the checks are [`CLICK_BATCHES_QUEUED`] batches behind.
+    async fn clicks_with(
+        &self,
+        batch: impl FnOnce() -> Result<Vec<ClickRequest>> + Send + 'static,
+    ) -> Result<ClicksReply> {
         let queued = &self.inner.click_batches_queued;
         if queued.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED
             || self.inner.clicks_in_check.load(Ordering::Relaxed) >= CLICK_BATCHES_QUEUED
@@ -1365,6 +1388,13 @@ impl Engine {
         let in_check = Counted::on(&self.inner.clicks_in_check);
         self.on_click_thread(move |inner| {
             let _in_check = in_check;
+            let batch = batch()?;
+            if batch.len() > MAX_CLICK_BATCH {
+                return Err(EngineError::BadRequest(format!(
+                    "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
+                    batch.len()
+                )));
+            }
             inner.check_clicks(batch)
         })
         .await?

@@ -21,6 +21,9 @@ pub enum EngineError {
     /// A click names a query the server does not remember.
     #[error("unknown query {0} (never issued, or aged out of the query log)")]
     UnknownQuery(u64),
+    /// A request's frame body does not decode (decoded by the engine, not the server).
+    #[error("undecodable request: {0}")]
+    Undecodable(vsa_protocol::ProtocolError),
     /// A bounded queue is full; retry later.
     #[error("busy: {0}")]
     Busy(&'static str),
@@ -46,6 +49,7 @@ impl EngineError {
                 _ => ErrorCode::Internal,
             },
             EngineError::BadRequest(_) => ErrorCode::BadRequest,
+            EngineError::Undecodable(_) => ErrorCode::BadFrame,
             EngineError::UnknownItem(_) => ErrorCode::UnknownItem,
             EngineError::UnknownCategory(_) => ErrorCode::UnknownCategory,
             EngineError::UnknownQuery(_) => ErrorCode::UnknownQuery,

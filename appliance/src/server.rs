@@ -188,6 +188,22 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// A request as read from its frame.
+enum Incoming {
+    Decoded(Request),
+    /// A `Clicks` body, left for the click thread to decode.
+    Clicks(Vec<u8>),
+}
+
+impl Incoming {
+    fn kind(&self) -> &'static str {
+        match self {
+            Incoming::Decoded(r) => r.kind(),
+            Incoming::Clicks(_) => "clicks",
+        }
+    }
+}
+
 /// One answer slot in request order.
 enum Pending {
     Ready(Response),
@@ -244,18 +260,24 @@ where
                 break;
             }
         };
-        let request: Request = match frame::decode_body(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                let reply =
-                    Response::error(ErrorCode::BadFrame, format!("undecodable request: {e}"));
-                shared.requests.record("invalid", Duration::ZERO, &reply);
-                let _ = tx.send(Pending::Ready(reply)).await;
-                continue;
+        // A click stream's batches are decoded on the click thread (see
+        // `Engine::clicks_encoded`); everything else here.
+        let request = if greeted && Request::kind_of_body(&body) == Some("clicks") {
+            Incoming::Clicks(body)
+        } else {
+            match frame::decode_body(&body) {
+                Ok(r) => Incoming::Decoded(r),
+                Err(e) => {
+                    let reply =
+                        Response::error(ErrorCode::BadFrame, format!("undecodable request: {e}"));
+                    shared.requests.record("invalid", Duration::ZERO, &reply);
+                    let _ = tx.send(Pending::Ready(reply)).await;
+                    continue;
+                }
             }
         };
         let pending = match request {
-            Request::Hello(h) => {
+            Incoming::Decoded(Request::Hello(h)) => {
                 if h.protocol_version != PROTOCOL_VERSION {
                     let msg = format!(
                         "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
@@ -318,7 +340,13 @@ where
                 Pending::Task(tokio::spawn(async move {
                     let kind = request.kind();
                     let started = Instant::now();
-                    let reply = dispatch(&shared, request).await;
+                    let reply = match request {
+                        Incoming::Decoded(request) => dispatch(&shared, request).await,
+                        Incoming::Clicks(body) => reply(
+                            shared.engine.clicks_encoded(body).await,
+                            Response::ClicksAccepted,
+                        ),
+                    };
                     shared.requests.record(kind, started.elapsed(), &reply);
                     reply
                 }))
@@ -397,7 +425,12 @@ pub(crate) async fn dispatch(shared: &Shared, request: Request) -> Response {
         Request::Metrics => Ok(Response::Telemetry(Box::new(telemetry(shared, None).await))),
         Request::Admin(a) => return admin(shared, a).await,
     };
-    result.unwrap_or_else(|e| {
+    reply(result, |r| r)
+}
+
+/// The response to an engine call's result: `ok` of its value, or its error.
+fn reply<T>(result: vsa_actors::Result<T>, ok: impl FnOnce(T) -> Response) -> Response {
+    result.map(ok).unwrap_or_else(|e| {
         if e.code().class() == vsa_protocol::ErrorClass::Internal {
             tracing::error!(error = %e, "request failed");
         }

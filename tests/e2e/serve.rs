@@ -190,6 +190,22 @@ fn bad_frames_and_bad_input_get_errors_and_the_server_survives() {
     s.write_all(&stats).unwrap();
     assert!(matches!(read_response(&mut s), Response::Stats(_)));
 
+    // `Clicks` frames that do not decode (a truncated batch, a batch with a trailing byte),
+    // which the server leaves for the click thread to decode: bad_frame too.
+    for body in [&[9u8, 5, 3][..], &[9, 1, 3, 1, b'i', 2, 0]] {
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        match read_response(&mut s) {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::BadFrame, "{body:?}: {e:?}");
+                assert!(e.message.contains("undecodable request"), "{e:?}");
+            }
+            other => panic!("{body:?}: expected bad_frame, got {other:?}"),
+        }
+    }
+    s.write_all(&stats).unwrap();
+    assert!(matches!(read_response(&mut s), Response::Stats(_)));
+
     // An oversized frame (2 MiB against a 1 MiB limit), really sent: frame_too_large, skipped.
     let big = vec![7u8; 2 << 20];
     s.write_all(&(big.len() as u32).to_be_bytes()).unwrap();

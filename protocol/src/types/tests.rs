@@ -60,6 +60,51 @@ fn request_variant_indices_are_stable() {
 }
 
 #[test]
+fn the_kind_of_a_body_is_read_from_its_tag() {
+    let click = ClickRequest {
+        query_id: 1,
+        item_id: "i".into(),
+        position: 0,
+    };
+    let requests = [
+        Request::Hello(Hello {
+            protocol_version: 1,
+            client: "c".into(),
+            token: None,
+        }),
+        Request::Search(SearchRequest::new(QueryInput::ItemId("i".into()), 5)),
+        Request::Upsert(UpsertRequest {
+            id: "i".into(),
+            content: ItemContent::Image(vec![1]),
+            category: "c".into(),
+            attributes: vec![],
+            metadata: vec![],
+        }),
+        Request::Delete(DeleteRequest { id: "i".into() }),
+        Request::Stats,
+        Request::Health,
+        Request::Admin(AdminRequest {
+            token: "t".into(),
+            action: AdminAction::Snapshot,
+        }),
+        Request::Click(click.clone()),
+        Request::Metrics,
+        Request::Clicks(vec![click]),
+    ];
+    for request in requests {
+        let body = encode_body(&request).expect("encode");
+        assert_eq!(
+            Request::kind_of_body(&body),
+            Some(request.kind()),
+            "{request:?}"
+        );
+    }
+    for unknown in [&[][..], &[10], &[250], &[251, 0, 1]] {
+        assert_eq!(Request::kind_of_body(unknown), None, "{unknown:?}");
+    }
+}
+
+#[test]
 fn admin_action_indices_are_stable() {
     let actions = [
         AdminAction::PanicActor {
