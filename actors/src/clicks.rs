@@ -9,7 +9,8 @@
 //! Engine::click  ── checked against the QueryLog, on the click thread ──▶ Click (+ a Batch of
 //!                   co-clicks with the items clicked for the same query) ──▶ aggregators
 //! Engine::clicks ── each click checked the same way, on the click thread ──▶ one Batch per
-//!                   aggregator (not awaited)
+//!                   aggregator (not awaited); Engine::clicks_encoded decodes the frame
+//!                   there first
 //! Engine::search (ctr weight ≠ 0) ── reads the aggregators' ClickTables ──▶ rerank
 //! ```
 //!
