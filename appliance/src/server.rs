@@ -262,14 +262,14 @@ where
         };
         // A click stream's batches are decoded on the click thread (see
         // `Engine::clicks_encoded`); everything else here.
-        let request = if greeted && Request::kind_of_body(&body) == Some("clicks") {
+        let request = if greeted && Request::is_clicks_body(&body) {
             Incoming::Clicks(body)
         } else {
             match frame::decode_body(&body) {
                 Ok(r) => Incoming::Decoded(r),
                 Err(e) => {
-                    let reply =
-                        Response::error(ErrorCode::BadFrame, format!("undecodable request: {e}"));
+                    let e = vsa_actors::EngineError::Undecodable(e);
+                    let reply = Response::error(e.code(), e.to_string());
                     shared.requests.record("invalid", Duration::ZERO, &reply);
                     let _ = tx.send(Pending::Ready(reply)).await;
                     continue;

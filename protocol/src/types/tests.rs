@@ -60,7 +60,7 @@ fn request_variant_indices_are_stable() {
 }
 
 #[test]
-fn the_kind_of_a_body_is_read_from_its_tag() {
+fn a_clicks_body_is_known_by_its_tag() {
     let click = ClickRequest {
         query_id: 1,
         item_id: "i".into(),
@@ -94,13 +94,13 @@ fn the_kind_of_a_body_is_read_from_its_tag() {
     for request in requests {
         let body = encode_body(&request).expect("encode");
         assert_eq!(
-            Request::kind_of_body(&body),
-            Some(request.kind()),
+            Request::is_clicks_body(&body),
+            matches!(request, Request::Clicks(_)),
             "{request:?}"
         );
     }
     for unknown in [&[][..], &[10], &[250], &[251, 0, 1]] {
-        assert_eq!(Request::kind_of_body(unknown), None, "{unknown:?}");
+        assert!(!Request::is_clicks_body(unknown), "{unknown:?}");
     }
 }
 
