@@ -1347,7 +1347,10 @@ impl Engine {
     /// as [`Engine::click`] checks one, the good ones handed to the aggregators in one message
     /// per aggregator (the clicks and both directions of every co-click), without waiting for
     /// them. `Busy` while the aggregators are more than [`CLICK_BATCHES_QUEUED`] batches behind.
+    /// An oversized batch is refused here, before the Busy check, so it is `bad_request`
+    /// however far behind the aggregators are.
     pub async fn clicks(&self, batch: Vec<ClickRequest>) -> Result<ClicksReply> {
+        let batch = within_click_batch_limit(batch)?;
         self.clicks_with(move || Ok(batch)).await
     }
 
@@ -1360,7 +1363,7 @@ impl Engine {
     pub async fn clicks_encoded(&self, body: Vec<u8>) -> Result<ClicksReply> {
         self.clicks_with(
             move || match vsa_protocol::frame::decode_body::<Request>(&body) {
-                Ok(Request::Clicks(batch)) => Ok(batch),
+                Ok(Request::Clicks(batch)) => within_click_batch_limit(batch),
                 Ok(other) => Err(EngineError::BadRequest(format!(
                     "a {} request where clicks were expected",
                     other.kind()
@@ -1371,7 +1374,8 @@ impl Engine {
         .await
     }
 
-    /// Checks the clicks `batch` makes on the click thread; Busy while the aggregators or
+    /// Checks the clicks `batch` makes (a batch already within [`MAX_CLICK_BATCH`]) on the
+    /// click thread; Busy while the aggregators or
     /// the checks are [`CLICK_BATCHES_QUEUED`] batches behind.
     async fn clicks_with(
         &self,
@@ -1388,14 +1392,7 @@ impl Engine {
         let in_check = Counted::on(&self.inner.clicks_in_check);
         self.on_click_thread(move |inner| {
             let _in_check = in_check;
-            let batch = batch()?;
-            if batch.len() > MAX_CLICK_BATCH {
-                return Err(EngineError::BadRequest(format!(
-                    "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
-                    batch.len()
-                )));
-            }
-            inner.check_clicks(batch)
+            inner.check_clicks(batch()?)
         })
         .await?
     }
@@ -2258,6 +2255,17 @@ fn route_co_clicks(work: &mut [ClickBatch], item: u64, before: &[u64]) {
         work[aggregator_of(item, n)].co.push((item, other));
         work[aggregator_of(other, n)].co.push((other, item));
     }
+}
+
+/// `batch`, or `bad_request` when it holds more than [`MAX_CLICK_BATCH`] clicks.
+fn within_click_batch_limit(batch: Vec<ClickRequest>) -> Result<Vec<ClickRequest>> {
+    if batch.len() > MAX_CLICK_BATCH {
+        return Err(EngineError::BadRequest(format!(
+            "{} clicks in one batch; at most {MAX_CLICK_BATCH}",
+            batch.len()
+        )));
+    }
+    Ok(batch)
 }
 
 /// Checks a click against the query log: it must have been shown there, at that position.
