@@ -1374,9 +1374,9 @@ impl Engine {
         .await
     }
 
-    /// Checks the clicks `batch` makes (a batch already within [`MAX_CLICK_BATCH`]) on the
-    /// click thread; Busy while the aggregators or
-    /// the checks are [`CLICK_BATCHES_QUEUED`] batches behind.
+    /// Checks the clicks that `batch` yields (within [`MAX_CLICK_BATCH`]: the callers see to
+    /// it) on the click thread; Busy while the aggregators or the checks are
+    /// [`CLICK_BATCHES_QUEUED`] batches behind.
     async fn clicks_with(
         &self,
         batch: impl FnOnce() -> Result<Vec<ClickRequest>> + Send + 'static,
