@@ -20,9 +20,21 @@ import subprocess
 import time
 
 
-def pids(pattern):
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split() if int(p) != os.getpid()]
+def pids(*pgrep_args):
+    """Processes `pgrep` finds with these arguments."""
+    out = subprocess.run(["pgrep", *pgrep_args], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def ticks(stat_path):
+    """utime + stime (clock ticks) in a /proc stat file; None once it is gone."""
+    try:
+        with open(stat_path) as f:
+            # Fields after the ")" that closes the name: utime and stime are 14th and 15th.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
 
 
 def threads(pid):
@@ -36,23 +48,12 @@ def threads(pid):
         try:
             with open(f"/proc/{pid}/task/{t}/comm") as f:
                 name = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                # Fields after the ")" that closes the name: utime and stime are 14th and 15th.
-                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        by_name[name] = by_name.get(name, 0) + int(fields[11]) + int(fields[12])
+        used = ticks(f"/proc/{pid}/task/{t}/stat")
+        if used is not None:
+            by_name[name] = by_name.get(name, 0) + used
     return by_name
-
-
-def process(pid):
-    """utime + stime ticks of a whole process, its exited threads included (0 once gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
 
 
 def system():
@@ -68,14 +69,16 @@ def main():
     args = ap.parse_args()
     samples = []
     while True:
-        bench = pids("click_bench")
+        # By executable name, so a shell whose command line names the benchmark is not it;
+        # the server is the benchmark's child (whatever its binary is called: `--vsa PATH`).
+        bench = pids("-x", "click_bench")
         if not bench:
             break
-        server = [p for p in pids(" serve ") if p not in bench]
         row = {"t": time.time(), **system()}
-        for p in server[:1]:
+        for p in pids("-P", str(bench[0]))[:1]:
             row.update({f"vsa:{k}": v for k, v in threads(p).items()})
-        row["bench"] = process(bench[0])
+        # The whole process's time counts its exited threads (senders start per window).
+        row["bench"] = ticks(f"/proc/{bench[0]}/stat") or 0
         samples.append(row)
         time.sleep(args.every)
     if len(samples) < 3:
