@@ -12,8 +12,10 @@
 //! deployment: here they share the server's two cores, so their threads run at the lowest CPU
 //! priority (Linux `SCHED_IDLE`) and send requests encoded before the runs, to keep the
 //! benchmark's own work out of the search latency; the rate they achieve is measured and
-//! printed. `--senders-only` shows what is left of that work: the senders pace and take their
-//! requests as usual but send none.
+//! printed. They connect once, before the latency run, and wait on a condition variable
+//! through the "off" windows, so an "on" window differs from an "off" one by the clicks sent,
+//! not by thread starts or connection handshakes. `--senders-only` shows what is left of the
+//! senders' own work: they pace and take their requests as usual but send none.
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q (default: enough that no click repeats)]
 //! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
@@ -23,8 +25,8 @@
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use vsa_actors::lower_thread_priority;
@@ -32,7 +34,9 @@ use vsa_benches::appliance::{
     Res, Server, change_interval, embedding, group_by_windows, ingest, paired_change, percentile,
     pooled, search_load, search_load_paced, search_load_timed,
 };
-use vsa_protocol::{AdminAction, ClickRequest, QueryInput, Request, Response, SearchRequest};
+use vsa_protocol::{
+    AdminAction, BlockingClient, ClickRequest, QueryInput, Request, Response, SearchRequest,
+};
 
 /// Results per search of the searches that make the click stream.
 const SHOWN: u32 = 20;
@@ -104,56 +108,21 @@ fn firehose(
     how: Sending,
 ) -> Res<(u64, f64)> {
     let t = Instant::now();
-    let Sending { rate, dry } = how;
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let client = server.client().map_err(|e| e.to_string());
             let (stream, stop) = (stream.clone(), stop.clone());
             let mine = count / clients as u64 + u64::from((c as u64) < count % clients as u64);
+            let how = how.share(clients);
             std::thread::spawn(move || -> Result<u64, String> {
                 lower_thread_priority();
-                let mut client = client?;
-                let (mut sent, mut acked, mut in_flight) = (0u64, 0u64, 0usize);
-                let paced = Instant::now();
-                loop {
-                    let more = sent < mine && !stop.load(Ordering::Relaxed);
-                    if more && in_flight < 64 {
-                        if let Some(r) = rate {
-                            // This client's share of the rate, slept in steps of ≥ 1 ms.
-                            let due = sent as f64 / (r / clients as f64);
-                            let ahead = due - paced.elapsed().as_secs_f64();
-                            if ahead > 1e-3 {
-                                std::thread::sleep(Duration::from_secs_f64(ahead));
-                            }
-                        }
-                        let (frame, n) = stream.next();
-                        sent += n;
-                        if dry {
-                            std::hint::black_box(frame);
-                            acked += n;
-                            continue;
-                        }
-                        client.send_encoded(frame).map_err(|e| e.to_string())?;
-                        in_flight += 1;
-                        continue;
-                    }
-                    if in_flight == 0 {
-                        return Ok(acked);
-                    }
-                    match client.recv().map_err(|e| e.to_string())? {
-                        Response::Clicked(_) => acked += 1,
-                        Response::ClicksAccepted(r) if r.rejected.is_empty() => {
-                            acked += u64::from(r.accepted + r.repeated);
-                        }
-                        // The aggregators are behind: those clicks are not absorbed (and
-                        // not counted); back off a little.
-                        Response::Error(e) if e.code == vsa_protocol::ErrorCode::Busy => {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        other => return Err(format!("clicks answered {other:?}")),
-                    }
-                    in_flight -= 1;
-                }
+                burst(
+                    &mut client?,
+                    &stream,
+                    mine,
+                    || !stop.load(Ordering::Relaxed),
+                    how,
+                )
             })
         })
         .collect();
@@ -162,6 +131,165 @@ fn firehose(
         acked += h.join().map_err(|_| "click thread panicked")??;
     }
     Ok((acked, t.elapsed().as_secs_f64()))
+}
+
+impl Sending {
+    /// One of `clients` senders' part of the rate.
+    fn share(self, clients: usize) -> Sending {
+        Sending {
+            rate: self.rate.map(|r| r / clients.max(1) as f64),
+            ..self
+        }
+    }
+}
+
+/// Sends clicks from `stream` over `client`, 64 requests in flight, paced from now as `how`
+/// says, until at least `count` have been sent (whole requests) or `more()` turns false;
+/// then waits for every answer. Returns the clicks acknowledged.
+fn burst(
+    client: &mut BlockingClient,
+    stream: &ClickStream,
+    count: u64,
+    more: impl Fn() -> bool,
+    how: Sending,
+) -> Result<u64, String> {
+    let Sending { rate, dry } = how;
+    let (mut sent, mut acked, mut in_flight) = (0u64, 0u64, 0usize);
+    let paced = Instant::now();
+    loop {
+        if in_flight < 64 && sent < count && more() {
+            if let Some(r) = rate {
+                // Slept in steps of ≥ 1 ms.
+                let ahead = sent as f64 / r - paced.elapsed().as_secs_f64();
+                if ahead > 1e-3 {
+                    std::thread::sleep(Duration::from_secs_f64(ahead));
+                }
+            }
+            let (frame, n) = stream.next();
+            sent += n;
+            if dry {
+                std::hint::black_box(frame);
+                acked += n;
+                continue;
+            }
+            client.send_encoded(frame).map_err(|e| e.to_string())?;
+            in_flight += 1;
+            continue;
+        }
+        if in_flight == 0 {
+            return Ok(acked);
+        }
+        match client.recv().map_err(|e| e.to_string())? {
+            Response::Clicked(_) => acked += 1,
+            Response::ClicksAccepted(r) if r.rejected.is_empty() => {
+                acked += u64::from(r.accepted + r.repeated);
+            }
+            // The aggregators are behind: those clicks are not absorbed (and
+            // not counted); back off a little.
+            Response::Error(e) if e.code == vsa_protocol::ErrorCode::Busy => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return Err(format!("clicks answered {other:?}")),
+        }
+        in_flight -= 1;
+    }
+}
+
+/// Whether the paced senders send, and for how long they have been sending.
+#[derive(Default)]
+struct GateState {
+    on: bool,
+    done: bool,
+    since: Option<Instant>,
+    on_secs: f64,
+}
+
+/// The click load of the latency runs: senders that connect once, before the run, and then
+/// send (paced) only while switched on. While off they wait on a condition variable, so the
+/// "off" windows differ from the "on" ones by the clicks alone, not by thread starts,
+/// connection handshakes or wake-ups.
+struct PacedSenders {
+    on: Arc<AtomicBool>,
+    gate: Arc<(Mutex<GateState>, Condvar)>,
+    handles: Vec<std::thread::JoinHandle<Result<u64, String>>>,
+}
+
+impl PacedSenders {
+    fn start(
+        server: &Server,
+        stream: &Arc<ClickStream>,
+        clients: usize,
+        how: Sending,
+    ) -> Res<Self> {
+        let on = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new((Mutex::new(GateState::default()), Condvar::new()));
+        let mut handles = Vec::new();
+        for _ in 0..clients {
+            let mut client = server.client()?;
+            let (stream, on, gate) = (stream.clone(), on.clone(), gate.clone());
+            let how = how.share(clients);
+            handles.push(std::thread::spawn(move || -> Result<u64, String> {
+                lower_thread_priority();
+                let mut acked = 0;
+                loop {
+                    {
+                        let (state, cv) = &*gate;
+                        let mut g = state.lock().map_err(|_| "gate poisoned")?;
+                        while !g.on && !g.done {
+                            g = cv.wait(g).map_err(|_| "gate poisoned")?;
+                        }
+                        if g.done {
+                            return Ok(acked);
+                        }
+                    }
+                    acked += burst(
+                        &mut client,
+                        &stream,
+                        u64::MAX,
+                        || on.load(Ordering::Relaxed),
+                        how,
+                    )?;
+                }
+            }));
+        }
+        Ok(PacedSenders { on, gate, handles })
+    }
+
+    /// Switches the senders on or off (off: each finishes the request it is sending and
+    /// collects its answers).
+    fn set(&self, on: bool) -> Res<()> {
+        let (state, cv) = &*self.gate;
+        let mut g = state.lock().map_err(|_| "gate poisoned")?;
+        match (g.since, on) {
+            (None, true) => g.since = Some(Instant::now()),
+            (Some(t), false) => {
+                g.on_secs += t.elapsed().as_secs_f64();
+                g.since = None;
+            }
+            _ => {}
+        }
+        g.on = on;
+        self.on.store(on, Ordering::Relaxed);
+        cv.notify_all();
+        Ok(())
+    }
+
+    /// Stops the senders; returns the clicks acknowledged and the seconds they were on.
+    fn finish(self) -> Res<(u64, f64)> {
+        self.set(false)?;
+        let on_secs = {
+            let (state, cv) = &*self.gate;
+            let mut g = state.lock().map_err(|_| "gate poisoned")?;
+            g.done = true;
+            cv.notify_all();
+            g.on_secs
+        };
+        let mut acked = 0;
+        for h in self.handles {
+            acked += h.join().map_err(|_| "click thread panicked")??;
+        }
+        Ok((acked, on_secs))
+    }
 }
 
 /// The search load of the latency runs.
@@ -480,31 +608,21 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     }
     search_load(server, items, 2, 3.0)?; // warm-up
     let sent_before = stream.next.load(Ordering::Relaxed);
-    let (clicking, bursts) = alternate(server, items, load, secs, window, |on, end| {
-        // `--rate 0`: the windows alternate with nothing switched, which shows the spread
-        // of the measurement itself on this machine (an A/A comparison).
-        if !on || rate <= 0.0 {
-            return Ok((0, 1.0));
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let how = Sending {
-                    rate: Some(rate),
-                    dry,
-                };
-                firehose(server, stream, 2, u64::MAX, &stop, how).map_err(|e| e.to_string())
-            });
-            while !end.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            stop.store(true, Ordering::Relaxed);
-            Ok(h.join().map_err(|_| "firehose panicked")??)
-        })
+    // `--rate 0`: the windows alternate with nothing switched, which shows the spread of the
+    // measurement itself on this machine (an A/A comparison).
+    let senders = if rate > 0.0 {
+        let how = Sending {
+            rate: Some(rate),
+            dry,
+        };
+        Some(PacedSenders::start(server, stream, 2, how)?)
+    } else {
+        None
+    };
+    let (clicking, _) = alternate(server, items, load, secs, window, |on, _| {
+        senders.as_ref().map_or(Ok(()), |s| s.set(on))
     })?;
-    let (acked, took): (u64, f64) = bursts
-        .iter()
-        .fold((0, 0.0), |(a, t), (n, s)| (a + n, t + s));
+    let (acked, took) = senders.map_or(Ok((0, 1.0)), PacedSenders::finish)?;
     // In frames, which carry `batch` clicks each.
     let sent_after = stream.next.load(Ordering::Relaxed);
     let distinct = stream.ends.len() as u64;
