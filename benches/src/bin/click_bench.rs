@@ -15,12 +15,15 @@
 //! printed. They connect once, before the latency run, and wait on a condition variable
 //! through the "off" windows, so an "on" window differs from an "off" one by the clicks sent,
 //! not by thread starts or connection handshakes. `--senders-only` shows what is left of the
-//! senders' own work: they pace and take their requests as usual but send none.
+//! senders' own work: they pace and take their requests as usual but send none. `--burn-us`
+//! is a control without any click: a lowest-priority thread busy that many µs of every 2 ms in
+//! the "on" windows, to show what the same share of low-priority CPU costs the searches here.
 //!
 //! Usage: `cargo run --release -p vsa-benches --bin click_bench -- [--items N] [--queries Q (default: enough that no click repeats)]
 //! [--rate CLICKS_PER_S (0: an A/A run, nothing switched on)] [--batch 100] [--absorb 100000] [--interleave-s 24] [--window-s 3]
 //! [--absorb-only] [--no-ctr-run] [--click-ctr WEIGHT (held through the click-load run; default 0)]
 //! [--senders-only (the click load's senders take their requests but send none)]
+//! [--burn-us US [--burn-mib M] (no clicks: a control thread busy US µs per 2 ms, reading M MiB)]
 //! [--rerank-depth N] [--search-rate SEARCHES_PER_S]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
@@ -195,7 +198,7 @@ fn burst(
     }
 }
 
-/// Whether the paced senders send, and for how long they have been sending.
+/// What a [`Gate`] guards.
 #[derive(Default)]
 struct GateState {
     on: bool,
@@ -204,62 +207,24 @@ struct GateState {
     on_secs: f64,
 }
 
-/// The click load of the latency runs: senders that connect once, before the run, and then
-/// send (paced) only while switched on. While off they wait on a condition variable, so the
-/// "off" windows differ from the "on" ones by the clicks alone, not by thread starts,
-/// connection handshakes or wake-ups.
-struct PacedSenders {
-    on: Arc<AtomicBool>,
-    gate: Arc<(Mutex<GateState>, Condvar)>,
-    handles: Vec<std::thread::JoinHandle<Result<u64, String>>>,
+/// A switch that threads started before a latency run wait on through its "off" windows (on
+/// a condition variable: no wake-ups), so an "off" window differs from an "on" one by their
+/// work alone, not by thread starts or connection handshakes.
+#[derive(Default)]
+struct Gate {
+    on: AtomicBool,
+    state: Mutex<GateState>,
+    cv: Condvar,
 }
 
-impl PacedSenders {
-    fn start(
-        server: &Server,
-        stream: &Arc<ClickStream>,
-        clients: usize,
-        how: Sending,
-    ) -> Res<Self> {
-        let on = Arc::new(AtomicBool::new(false));
-        let gate = Arc::new((Mutex::new(GateState::default()), Condvar::new()));
-        let mut handles = Vec::new();
-        for _ in 0..clients {
-            let mut client = server.client()?;
-            let (stream, on, gate) = (stream.clone(), on.clone(), gate.clone());
-            let how = how.share(clients);
-            handles.push(std::thread::spawn(move || -> Result<u64, String> {
-                lower_thread_priority();
-                let mut acked = 0;
-                loop {
-                    {
-                        let (state, cv) = &*gate;
-                        let mut g = state.lock().map_err(|_| "gate poisoned")?;
-                        while !g.on && !g.done {
-                            g = cv.wait(g).map_err(|_| "gate poisoned")?;
-                        }
-                        if g.done {
-                            return Ok(acked);
-                        }
-                    }
-                    acked += burst(
-                        &mut client,
-                        &stream,
-                        u64::MAX,
-                        || on.load(Ordering::Relaxed),
-                        how,
-                    )?;
-                }
-            }));
-        }
-        Ok(PacedSenders { on, gate, handles })
+impl Gate {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, GateState>, String> {
+        self.state.lock().map_err(|_| "gate poisoned".into())
     }
 
-    /// Switches the senders on or off (off: each finishes the request it is sending and
-    /// collects its answers).
+    /// Switches on or off (the threads finish what they are doing first).
     fn set(&self, on: bool) -> Res<()> {
-        let (state, cv) = &*self.gate;
-        let mut g = state.lock().map_err(|_| "gate poisoned")?;
+        let mut g = self.lock()?;
         match (g.since, on) {
             (None, true) => g.since = Some(Instant::now()),
             (Some(t), false) => {
@@ -270,25 +235,124 @@ impl PacedSenders {
         }
         g.on = on;
         self.on.store(on, Ordering::Relaxed);
-        cv.notify_all();
+        self.cv.notify_all();
         Ok(())
     }
 
-    /// Stops the senders; returns the clicks acknowledged and the seconds they were on.
-    fn finish(self) -> Res<(u64, f64)> {
-        self.set(false)?;
-        let on_secs = {
-            let (state, cv) = &*self.gate;
-            let mut g = state.lock().map_err(|_| "gate poisoned")?;
-            g.done = true;
-            cv.notify_all();
-            g.on_secs
-        };
-        let mut acked = 0;
-        for h in self.handles {
-            acked += h.join().map_err(|_| "click thread panicked")??;
+    fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// Waits until switched on (true) or finished (false).
+    fn wait_on(&self) -> Result<bool, String> {
+        let mut g = self.lock()?;
+        while !g.on && !g.done {
+            g = self.cv.wait(g).map_err(|_| "gate poisoned")?;
         }
-        Ok((acked, on_secs))
+        Ok(!g.done)
+    }
+
+    /// Switches off for good; returns the seconds it was on.
+    fn finish(&self) -> Res<f64> {
+        self.set(false)?;
+        let mut g = self.lock()?;
+        g.done = true;
+        self.cv.notify_all();
+        Ok(g.on_secs)
+    }
+}
+
+/// Threads that work only while their gate is on, each returning a count.
+struct Gated {
+    gate: Arc<Gate>,
+    handles: Vec<std::thread::JoinHandle<Result<u64, String>>>,
+}
+
+impl Gated {
+    /// Stops the threads; returns the sum of their counts and the seconds they were on.
+    fn finish(self) -> Res<(u64, f64)> {
+        let on_secs = self.gate.finish()?;
+        let mut count = 0;
+        for h in self.handles {
+            count += h.join().map_err(|_| "gated thread panicked")??;
+        }
+        Ok((count, on_secs))
+    }
+}
+
+/// The click load of the latency runs: `clients` senders that connect once, before the run,
+/// and send (paced, at the lowest CPU priority) only while the gate is on. Their count is the
+/// clicks acknowledged.
+fn paced_senders(
+    server: &Server,
+    stream: &Arc<ClickStream>,
+    clients: usize,
+    how: Sending,
+) -> Res<Gated> {
+    let gate = Arc::new(Gate::default());
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let mut client = server.client()?;
+        let (stream, gate) = (stream.clone(), gate.clone());
+        let how = how.share(clients);
+        handles.push(std::thread::spawn(move || -> Result<u64, String> {
+            lower_thread_priority();
+            let mut acked = 0;
+            while gate.wait_on()? {
+                acked += burst(&mut client, &stream, u64::MAX, || gate.is_on(), how)?;
+            }
+            Ok(acked)
+        }));
+    }
+    Ok(Gated { gate, handles })
+}
+
+/// A control for the click load (`--burn-us`): one thread at the lowest CPU priority that,
+/// while the gate is on, spins `busy_us` of every 2 ms (the period of the click load's frames
+/// at 100 clicks each), reading random cache lines of a `mib` MiB buffer (0: arithmetic only).
+/// It sends nothing: what it costs the searches is what that much low-priority CPU (and
+/// memory traffic) costs them on this machine, whatever does the work. Its count is the
+/// busy periods run.
+fn burner(busy_us: u64, mib: usize) -> Gated {
+    let gate = Arc::new(Gate::default());
+    let g = gate.clone();
+    let handle = std::thread::spawn(move || -> Result<u64, String> {
+        lower_thread_priority();
+        let lines = (mib << 20) / 64;
+        let buffer = vec![1u64; lines * 8];
+        let (busy, period) = (Duration::from_micros(busy_us), Duration::from_millis(2));
+        let (mut periods, mut x, mut sum) = (0u64, 0x9E37_79B9_7F4A_7C15u64, 0u64);
+        while g.wait_on()? {
+            let start = Instant::now();
+            let mut k = 0u32;
+            while g.is_on() {
+                let t = Instant::now();
+                while t.elapsed() < busy {
+                    for _ in 0..64 {
+                        // xorshift64: a random line per step, as a hash table's lookups go.
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        sum = sum.wrapping_add(if lines == 0 {
+                            x
+                        } else {
+                            buffer[(x as usize % lines) * 8]
+                        });
+                    }
+                }
+                periods += 1;
+                k += 1;
+                if let Some(wait) = (start + period * k).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        std::hint::black_box(sum);
+        Ok(periods)
+    });
+    Gated {
+        gate,
+        handles: vec![handle],
     }
 }
 
@@ -427,6 +491,8 @@ fn main() -> Res<()> {
     let mut ctr_run = true;
     let mut click_ctr: f32 = 0.0;
     let mut senders_only = false;
+    let mut burn_us: Option<u64> = None;
+    let mut burn_mib: usize = 0;
     let mut rerank_depth: Option<usize> = None;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
@@ -443,6 +509,8 @@ fn main() -> Res<()> {
             "--absorb-only" => absorb_only = true,
             "--no-ctr-run" => ctr_run = false,
             "--senders-only" => senders_only = true,
+            "--burn-us" => burn_us = Some(args.next().ok_or("--burn-us MICROSECONDS")?.parse()?),
+            "--burn-mib" => burn_mib = args.next().ok_or("--burn-mib MIB")?.parse()?,
             "--click-ctr" => click_ctr = args.next().ok_or("--click-ctr WEIGHT")?.parse()?,
             "--rerank-depth" => {
                 rerank_depth = Some(args.next().ok_or("--rerank-depth N")?.parse()?)
@@ -552,6 +620,7 @@ fn main() -> Res<()> {
             ctr_run,
             click_ctr,
             dry: senders_only,
+            burn: burn_us.map(|us| (us, burn_mib)),
         };
         interleaved(&server, items, &stream, &plan)?;
     }
@@ -588,6 +657,8 @@ struct Plan {
     click_ctr: f32,
     /// The click senders only build and encode their requests (`--senders-only`).
     dry: bool,
+    /// Instead of the click load, the burner control: busy µs per 2 ms, MiB read (`--burn-us`).
+    burn: Option<(u64, usize)>,
 }
 
 /// Search latency with the click load and the CTR weight each switched on and off in turn.
@@ -600,6 +671,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         ctr_run,
         click_ctr,
         dry,
+        burn,
     } = *plan;
     let batch = stream.batch;
     // The CTR run below sets the weight in every window itself: nothing to reset after this.
@@ -607,6 +679,24 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
         admin_weights(server, click_ctr)?;
     }
     search_load(server, items, 2, 3.0)?; // warm-up
+    if let Some((busy_us, mib)) = burn {
+        // The control: no clicks, only the burner in the "on" windows.
+        let burning = burner(busy_us, mib);
+        let (windows, _) = alternate(server, items, load, secs, window, |on, _| {
+            burning.gate.set(on)
+        })?;
+        let (periods, took) = burning.finish()?;
+        println!(
+            "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; no clicks: a lowest-priority thread busy {busy_us} µs of every 2 ms ({mib} MiB of random reads) on in alternate {window:.0} s windows"
+        );
+        println!(
+            "- burner: {:.0} busy periods/s while on ({:.1} % of one core asked)",
+            periods as f64 / took.max(1e-9),
+            busy_us as f64 / 20.0
+        );
+        windows.report("burner off", "burner on", "with the burner vs without");
+        return Ok(());
+    }
     let sent_before = stream.next.load(Ordering::Relaxed);
     // `--rate 0`: the windows alternate with nothing switched, which shows the spread of the
     // measurement itself on this machine (an A/A comparison).
@@ -615,14 +705,14 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
             rate: Some(rate),
             dry,
         };
-        Some(PacedSenders::start(server, stream, 2, how)?)
+        Some(paced_senders(server, stream, 2, how)?)
     } else {
         None
     };
     let (clicking, _) = alternate(server, items, load, secs, window, |on, _| {
-        senders.as_ref().map_or(Ok(()), |s| s.set(on))
+        senders.as_ref().map_or(Ok(()), |s| s.gate.set(on))
     })?;
-    let (acked, took) = senders.map_or(Ok((0, 1.0)), PacedSenders::finish)?;
+    let (acked, took) = senders.map_or(Ok((0, 1.0)), Gated::finish)?;
     // In frames, which carry `batch` clicks each.
     let sent_after = stream.next.load(Ordering::Relaxed);
     let distinct = stream.ends.len() as u64;
