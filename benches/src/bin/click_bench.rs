@@ -424,7 +424,7 @@ fn alternate<T: Send>(
     load: Load,
     secs: f64,
     window: f64,
-    switch: impl Fn(bool, &AtomicBool) -> Res<T> + Sync,
+    switch: impl Fn(bool) -> Res<T> + Sync,
 ) -> Res<(Windows, Vec<T>)> {
     let origin = Instant::now();
     let done = AtomicBool::new(false);
@@ -434,22 +434,15 @@ fn alternate<T: Send>(
             let mut on = false;
             while !done.load(Ordering::Relaxed) {
                 let start = origin.elapsed().as_secs_f64();
-                let end_of_window = AtomicBool::new(false);
-                std::thread::scope(|inner| -> Result<(), String> {
-                    let worker =
-                        inner.spawn(|| switch(on, &end_of_window).map_err(|e| e.to_string()));
-                    while origin.elapsed().as_secs_f64() < start + window
-                        && !done.load(Ordering::Relaxed)
-                    {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    end_of_window.store(true, Ordering::Relaxed);
-                    let r = worker.join().map_err(|_| "switch panicked")??;
-                    if on {
-                        results.push(r);
-                    }
-                    Ok(())
-                })?;
+                let r = switch(on).map_err(|e| e.to_string())?;
+                if on {
+                    results.push(r);
+                }
+                while origin.elapsed().as_secs_f64() < start + window
+                    && !done.load(Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 windows.push((start, origin.elapsed().as_secs_f64(), on));
                 on = !on;
             }
@@ -682,9 +675,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     if let Some((busy_us, mib)) = burn {
         // The control: no clicks, only the burner in the "on" windows.
         let burning = burner(busy_us, mib);
-        let (windows, _) = alternate(server, items, load, secs, window, |on, _| {
-            burning.gate.set(on)
-        })?;
+        let (windows, _) = alternate(server, items, load, secs, window, |on| burning.gate.set(on))?;
         let (periods, took) = burning.finish()?;
         println!(
             "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; no clicks: a lowest-priority thread busy {busy_us} µs of every 2 ms ({mib} MiB of random reads) on in alternate {window:.0} s windows"
@@ -709,7 +700,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     } else {
         None
     };
-    let (clicking, _) = alternate(server, items, load, secs, window, |on, _| {
+    let (clicking, _) = alternate(server, items, load, secs, window, |on| {
         senders.as_ref().map_or(Ok(()), |s| s.gate.set(on))
     })?;
     let (acked, took) = senders.map_or(Ok((0, 1.0)), Gated::finish)?;
@@ -740,7 +731,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     if !ctr_run {
         return Ok(());
     }
-    let (weighting, _) = alternate(server, items, load, secs, window, |on, _| {
+    let (weighting, _) = alternate(server, items, load, secs, window, |on| {
         admin_weights(server, if on { 1.0 } else { 0.0 })
     })?;
     admin_weights(server, 0.0)?;
