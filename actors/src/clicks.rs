@@ -169,12 +169,18 @@ pub struct ItemClicks {
     pub clicks: f64,
     /// Time of the last update of the counts (s since the Unix epoch).
     pub t: f64,
-    /// Co-clicked items (by [`item_key`]) and weights decayed to `co_t`, strongest first.
+    /// Co-clicked items (by [`item_key`]) and their weights as of `co_t`, strongest first:
+    /// at time `t` an edge weighs `w · 2^(−(t − co_t) / half-life)`.
     pub co: Vec<(u64, f32)>,
-    /// Time the co-click weights were last decayed to: they decay only when they change or
-    /// are read, so an impression never touches the list.
+    /// The time the co-click weights are given at. A new co-click is added to them scaled up
+    /// to that time (see [`ItemClicks::co_gain`]), so neither an impression nor a co-click
+    /// has to decay the whole list.
     pub co_t: f64,
 }
+
+/// The most a co-click is scaled up to its list's time base before the list is decayed to
+/// the present instead (2¹⁶: sixteen half-lives; see [`ItemClicks::co_gain`]).
+const CO_GAIN_REBASE: f64 = 65_536.0;
 
 /// How much a weight decays from `then` to `now` with this half-life (1 when not later).
 fn decay(then: f64, now: f64, half_life: f64) -> f64 {
@@ -195,14 +201,26 @@ impl ItemClicks {
         }
     }
 
-    fn decay_co_to(&mut self, now: f64, half_life: f64) {
-        if now > self.co_t {
-            let f = decay(self.co_t, now, half_life) as f32;
-            for (_, w) in &mut self.co {
-                *w *= f;
-            }
-            self.co_t = now;
+    /// What one co-click at `now` weighs as of `co_t`: `2^((now − co_t) / half-life)` (1 when
+    /// `now` is not later), so the list keeps one time base and every edge decays alike (its
+    /// order by weight is the order of the decayed weights). Once that gain would pass
+    /// [`CO_GAIN_REBASE`] the list is decayed to `now` first (`co_t = now`, gain 1), which
+    /// keeps the weights well within an `f32`'s range and precision: one pass over the list
+    /// every sixteen half-lives instead of one per batch that touches the item.
+    fn co_gain(&mut self, now: f64, half_life: f64) -> f32 {
+        if now <= self.co_t || half_life <= 0.0 {
+            return 1.0;
         }
+        let gain = ((now - self.co_t) / half_life).exp2();
+        if gain <= CO_GAIN_REBASE {
+            return gain as f32;
+        }
+        let f = (1.0 / gain) as f32;
+        for (_, w) in &mut self.co {
+            *w *= f;
+        }
+        self.co_t = now;
+        1.0
     }
 
     /// The smoothed CTR at `now`.
@@ -677,17 +695,17 @@ impl AggregatorState {
 /// `(clicks, impressions, items)` of a saved state.
 type SavedState = (u64, u64, Vec<ItemClicks>);
 
-/// Adds one to the edge to `other` in a list kept strongest first (a new edge weighs 1), and
-/// keeps the `cap` strongest: the changed edge moves up past the weaker ones, as a stable sort
-/// would move it, without sorting the list.
-fn add_co_click(co: &mut Vec<(u64, f32)>, other: u64, cap: usize) {
+/// Adds `by` to the edge to `other` in a list kept strongest first (a new edge weighs `by`),
+/// and keeps the `cap` strongest: the changed edge moves up past the weaker ones, as a stable
+/// sort would move it, without sorting the list.
+fn add_co_click(co: &mut Vec<(u64, f32)>, other: u64, by: f32, cap: usize) {
     let mut i = match co.iter().position(|(o, _)| *o == other) {
         Some(i) => {
-            co[i].1 += 1.0;
+            co[i].1 += by;
             i
         }
         None => {
-            co.push((other, 1.0));
+            co.push((other, by));
             co.len() - 1
         }
     };
@@ -851,18 +869,22 @@ impl Actor for ClickAggregator {
                 for run in batch.co.chunks(PREFETCH_RUN) {
                     let mut items = write_table(&state.items);
                     // The lists of a run load side by side (each is several cache lines,
-                    // rarely still cached), then change.
-                    for (key, _) in run {
-                        if let Some(e) = items.get(key) {
+                    // rarely still cached), then change. A click's co-clicks from its own
+                    // side come together (see `route_co_clicks`): one lookup for the group.
+                    let groups = || run.chunk_by(|a, b| a.0 == b.0);
+                    for group in groups() {
+                        if let Some(e) = items.get(&group[0].0) {
                             crate::prefetch(&e.co);
                         }
                     }
-                    for &(key, other) in run {
+                    for group in groups() {
                         // Both ends were clicked, so the item is tracked unless it was
                         // evicted since: an edge of an untracked item is dropped with it.
-                        if let Some(e) = items.get_mut(&key) {
-                            e.decay_co_to(batch.now, hl);
-                            add_co_click(&mut e.co, other, cap);
+                        if let Some(e) = items.get_mut(&group[0].0) {
+                            let by = e.co_gain(batch.now, hl);
+                            for &(_, other) in group {
+                                add_co_click(&mut e.co, other, by, cap);
+                            }
                         }
                     }
                 }
@@ -1233,7 +1255,7 @@ mod tests {
             let mut reference = co.clone();
             for a in adds {
                 let other = item_key(&format!("item-{a:02}"));
-                add_co_click(&mut co, other, cap);
+                add_co_click(&mut co, other, 1.0, cap);
                 match reference.iter_mut().find(|(o, _)| *o == other) {
                     Some((_, w)) => *w += 1.0,
                     None => reference.push((other, 1.0)),

@@ -270,6 +270,8 @@ impl Inner {
             w.impressions = impressions;
         }
         let mut reply = ClicksReply::default();
+        // The items clicked before each click for its query (one buffer for the batch).
+        let mut before = Vec::with_capacity(self.config.clicks.co_clicks_per_click);
         for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
             // The log's lock is taken per run, not per batch: the impression flusher, which
             // takes the waiting searches in when the log is free, finds it free often.
@@ -277,7 +279,8 @@ impl Inner {
             log.prefetch(run.iter().map(|c| c.query_id));
             for (j, req) in run.iter_mut().enumerate() {
                 let i = r * PREFETCH_RUN + j;
-                match check_click(&mut log, req, self.config.clicks.co_clicks_per_click) {
+                let co_clicks = self.config.clicks.co_clicks_per_click;
+                match check_click(&mut log, req, co_clicks, &mut before) {
                     Err(e) => {
                         self.clicks_rejected.fetch_add(1, Ordering::Relaxed);
                         reply
@@ -285,7 +288,7 @@ impl Inner {
                             .push((i as u32, ErrorReply::new(e.code(), e.to_string())));
                     }
                     Ok(None) => reply.repeated += 1,
-                    Ok(Some((key, before))) => {
+                    Ok(Some(key)) => {
                         route_co_clicks(&mut work, key, &before);
                         work[aggregator_of(key, aggs.len())]
                             .clicks
@@ -1290,13 +1293,14 @@ impl Engine {
     pub async fn click(&self, req: ClickRequest) -> Result<ClickReply> {
         let (req, before) = self
             .on_click_thread(move |inner| {
-                let before = inner.query_log().and_then(|mut log| {
-                    check_click(&mut log, &req, inner.config.clicks.co_clicks_per_click)
-                        .inspect_err(|_| {
-                            inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
-                        })
+                let mut before = Vec::new();
+                let checked = inner.query_log().and_then(|mut log| {
+                    let co_clicks = inner.config.clicks.co_clicks_per_click;
+                    check_click(&mut log, &req, co_clicks, &mut before).inspect_err(|_| {
+                        inner.clicks_rejected.fetch_add(1, Ordering::Relaxed);
+                    })
                 });
-                (req, before)
+                (req, checked.map(|key| key.map(|key| (key, before))))
             })
             .await?;
         let before = before?;
@@ -2248,11 +2252,13 @@ fn empty_batches(aggregators: usize) -> Vec<ClickBatch> {
 
 /// Files the co-clicks of a new click on `item` with each of `before` (the items clicked
 /// earlier for the same query), both directions, in the batch of the aggregator that owns
-/// each edge's first item.
+/// each edge's first item: `item`'s own edges first and side by side, so its owner looks
+/// the item up once for all of them.
 fn route_co_clicks(work: &mut [ClickBatch], item: u64, before: &[u64]) {
     let n = work.len();
+    let own = &mut work[aggregator_of(item, n)].co;
+    own.extend(before.iter().map(|&other| (item, other)));
     for &other in before {
-        work[aggregator_of(item, n)].co.push((item, other));
         work[aggregator_of(other, n)].co.push((other, item));
     }
 }
@@ -2269,13 +2275,15 @@ fn within_click_batch_limit(batch: Vec<ClickRequest>) -> Result<Vec<ClickRequest
 }
 
 /// Checks a click against the query log: it must have been shown there, at that position.
-/// `Some((the item's key, the keys of the items clicked before for the same query))` for a new
-/// click (now marked as clicked), `None` for a repeat.
+/// `Some(the item's key)` for a new click (now marked as clicked), with `before` set to the
+/// keys of (at most `co_clicks` of) the items clicked before for the same query; `None` for a
+/// repeat.
 fn check_click(
     log: &mut QueryLog,
     req: &ClickRequest,
     co_clicks: usize,
-) -> Result<Option<(u64, Vec<u64>)>> {
+    before: &mut Vec<u64>,
+) -> Result<Option<u64>> {
     let Some(entry) = log.get_mut(req.query_id) else {
         return Err(EngineError::UnknownQuery(req.query_id));
     };
@@ -2294,14 +2302,16 @@ fn check_click(
     if entry.clicked.contains(req.position) {
         return Ok(None); // a repeated click on the same result counts once
     }
-    let before = entry
-        .clicked
-        .iter()
-        .take(co_clicks)
-        .filter_map(|p| entry.keys.get(p as usize).copied())
-        .collect();
+    before.clear();
+    before.extend(
+        entry
+            .clicked
+            .iter()
+            .take(co_clicks)
+            .filter_map(|p| entry.keys.get(p as usize).copied()),
+    );
     entry.clicked.insert(req.position);
-    Ok(Some((key, before)))
+    Ok(Some(key))
 }
 
 /// Pailitao's search branch of category prediction: the top `vote_k` neighbours vote for
