@@ -1267,6 +1267,37 @@ mod tests {
         }
     }
 
+    /// A co-click added later weighs what it would had the list been decayed to its time,
+    /// before and after the list is rebased (gain past 2¹⁶).
+    #[test]
+    fn co_clicks_keep_one_time_base_and_rebase() {
+        let (a, b) = (item_key("a"), item_key("b"));
+        let mut e = ItemClicks::default();
+        let hl = 10.0;
+        let by = e.co_gain(0.0, hl);
+        add_co_click(&mut e.co, a, by, 4);
+        // Ten seconds later (one half-life): `a` weighs 0.5 now, `b` 1.
+        let by = e.co_gain(10.0, hl);
+        assert_eq!((by, e.co_t), (2.0, 0.0));
+        add_co_click(&mut e.co, b, by, 4);
+        let now = |e: &ItemClicks, t: f64| -> Vec<(u64, f32)> {
+            let f = decay(e.co_t, t, hl) as f32;
+            e.co.iter().map(|(o, w)| (*o, w * f)).collect()
+        };
+        assert_eq!(now(&e, 10.0), vec![(b, 1.0), (a, 0.5)]);
+        // Twenty half-lives on: past 2^16 the list is decayed to now, the gain is 1 again.
+        let by = e.co_gain(210.0, hl);
+        assert_eq!((by, e.co_t), (1.0, 210.0));
+        add_co_click(&mut e.co, a, by, 4);
+        let w = now(&e, 210.0);
+        assert_eq!(w[0].0, a);
+        assert!((w[0].1 - (1.0 + 0.5 / 1_048_576.0)).abs() < 1e-6);
+        assert!((w[1].1 - 1.0 / 1_048_576.0).abs() < 1e-9);
+        // No decay without a half-life, nor when the clock goes back.
+        assert_eq!(e.co_gain(300.0, 0.0), 1.0);
+        assert_eq!(e.co_gain(100.0, hl), 1.0);
+    }
+
     #[test]
     fn ctr_is_smoothed_position_corrected_and_decays() {
         let cfg = ClickConfig {
