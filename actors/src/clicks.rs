@@ -208,10 +208,7 @@ impl ItemClicks {
     /// keeps the weights well within an `f32`'s range and precision: one pass over the list
     /// every sixteen half-lives instead of one per batch that touches the item.
     fn co_gain(&mut self, now: f64, half_life: f64) -> f32 {
-        if now <= self.co_t || half_life <= 0.0 {
-            return 1.0;
-        }
-        let gain = ((now - self.co_t) / half_life).exp2();
+        let gain = 1.0 / decay(self.co_t, now, half_life);
         if gain <= CO_GAIN_REBASE {
             return gain as f32;
         }

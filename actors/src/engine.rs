@@ -271,7 +271,8 @@ impl Inner {
         }
         let mut reply = ClicksReply::default();
         // The items clicked before each click for its query (one buffer for the batch).
-        let mut before = Vec::with_capacity(self.config.clicks.co_clicks_per_click);
+        let co_clicks = self.config.clicks.co_clicks_per_click;
+        let mut before = Vec::with_capacity(co_clicks);
         for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
             // The log's lock is taken per run, not per batch: the impression flusher, which
             // takes the waiting searches in when the log is free, finds it free often.
@@ -279,7 +280,6 @@ impl Inner {
             log.prefetch(run.iter().map(|c| c.query_id));
             for (j, req) in run.iter_mut().enumerate() {
                 let i = r * PREFETCH_RUN + j;
-                let co_clicks = self.config.clicks.co_clicks_per_click;
                 match check_click(&mut log, req, co_clicks, &mut before) {
                     Err(e) => {
                         self.clicks_rejected.fetch_add(1, Ordering::Relaxed);
