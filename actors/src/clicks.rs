@@ -37,6 +37,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::durability::record::{decode_payload, encode_framed, parse_header};
+use crate::search_gate::SearchGate;
 
 /// `[clicks]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +74,11 @@ pub struct ClickConfig {
     /// The aggregates are saved this often (s) while they change: what a crash (`kill -9`)
     /// can lose of the clicks (a clean shutdown and every snapshot save them too).
     pub save_every_s: u64,
+    /// Before each short run of click work (a run of checks, of one aggregator's updates),
+    /// the click thread waits for the searches in flight to end, for at most this long (µs;
+    /// 0: it never waits and only its lowest CPU priority keeps it out of their way). See
+    /// [`crate::search_gate`].
+    pub yield_to_searches_us: u64,
 }
 
 impl Default for ClickConfig {
@@ -92,6 +98,7 @@ impl Default for ClickConfig {
             rerank_depth: 50,
             virtual_id_min_weight: 2.0,
             save_every_s: 30,
+            yield_to_searches_us: 2_000,
         }
     }
 }
@@ -350,6 +357,8 @@ pub struct AggregatorArguments {
     /// Its items, which the engine reads CTRs from (kept across restarts of the actor, which
     /// refills it from the saved state).
     pub table: ClickTable,
+    /// The searches in flight, which its updates make way for.
+    pub gate: Arc<SearchGate>,
 }
 
 impl AggregatorArguments {
@@ -562,6 +571,7 @@ pub struct AggregatorState {
     clicks: u64,
     impressions: u64,
     dirty: bool,
+    gate: Arc<SearchGate>,
 }
 
 /// The entry of `key`, made (with the id `name` gives) when new; decayed to `now`.
@@ -793,6 +803,7 @@ impl Actor for ClickAggregator {
             clicks: 0,
             impressions: 0,
             dirty: false,
+            gate: args.gate.clone(),
         };
         // A restarted aggregator starts again from the saved state.
         write_table(&state.items).clear();
@@ -843,8 +854,10 @@ impl Actor for ClickAggregator {
                 // batch: this thread runs at the lowest priority and any search can preempt
                 // it, so a CTR-weighted search that finds the lock held waits for the rest of
                 // one run (microseconds), not of a batch.
+                let gate = &state.gate;
                 for shown in std::mem::take(&mut batch.impressions) {
                     for run in shown.mine.chunks(WRITE_RUN) {
+                        gate.wait_quiet();
                         let mut items = write_table(&state.items);
                         for &(pos, key) in run {
                             let name =
@@ -857,6 +870,7 @@ impl Actor for ClickAggregator {
                 }
                 let mut clicks = std::mem::take(&mut batch.clicks).into_iter().peekable();
                 while clicks.peek().is_some() {
+                    gate.wait_quiet();
                     let mut items = write_table(&state.items);
                     for (key, id) in clicks.by_ref().take(WRITE_RUN) {
                         entry(&mut items, cfg, key, || id, batch.now).clicks += 1.0;
@@ -864,6 +878,7 @@ impl Actor for ClickAggregator {
                     }
                 }
                 for run in batch.co.chunks(PREFETCH_RUN) {
+                    gate.wait_quiet();
                     let mut items = write_table(&state.items);
                     // The lists of a run load side by side (each is several cache lines,
                     // rarely still cached), then change. A click's co-clicks from its own
@@ -1463,6 +1478,7 @@ mod tests {
             clicks: 0,
             impressions: 0,
             dirty: false,
+            gate: Arc::new(SearchGate::new(Duration::ZERO)),
         };
         s.load(dir, index, count);
         s

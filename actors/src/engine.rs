@@ -41,6 +41,7 @@ use crate::error::{EngineError, Result};
 use crate::inference::{InferencePoolArguments, PoolChannel, PoolConfig, PoolHandle};
 use crate::partition::{PartitionHit, PartitionMessage, PartitionQuery, WhitenedQuery};
 use crate::quality::{CategoryModel, Preset, QualityConfig};
+use crate::search_gate::SearchGate;
 use crate::store::ItemRecord;
 use crate::supervisor::{FailureLog, Root, RootArguments, RootMessage};
 use crate::telemetry::{HistogramSet, InFlight, ShardMeters};
@@ -210,6 +211,8 @@ struct Inner {
     impressions_dropped: AtomicU64,
     /// The aggregators' thread (stops when the engine is dropped).
     click_runtime: ClickRuntime,
+    /// The searches in flight, which the click work makes way for.
+    search_gate: Arc<SearchGate>,
     failures: FailureLog,
     shard_meters: ShardMeters,
     stages: HistogramSet,
@@ -275,7 +278,9 @@ impl Inner {
         let mut before = Vec::with_capacity(co_clicks);
         for (r, run) in batch.chunks_mut(PREFETCH_RUN).enumerate() {
             // The log's lock is taken per run, not per batch: the impression flusher, which
-            // takes the waiting searches in when the log is free, finds it free often.
+            // takes the waiting searches in when the log is free, finds it free often. Before
+            // each run, the searches in flight go first.
+            self.search_gate.wait_quiet();
             let mut log = self.query_log()?;
             log.prefetch(run.iter().map(|c| c.query_id));
             for (j, req) in run.iter_mut().enumerate() {
@@ -415,6 +420,9 @@ impl Engine {
             .map_or_else(RerankWeights::default, load_weights);
         let click_runtime = ClickRuntime::start()
             .map_err(|e| EngineError::Internal(format!("starting the click runtime: {e}")))?;
+        let search_gate = Arc::new(SearchGate::new(Duration::from_micros(
+            config.clicks.yield_to_searches_us,
+        )));
         let count = config.clicks.aggregators.max(1);
         let click_tables: Vec<ClickTable> = (0..count).map(|_| ClickTable::default()).collect();
         let aggregators = (0..count)
@@ -425,6 +433,7 @@ impl Engine {
                 dir: click_dir.clone(),
                 runtime: Some(click_runtime.handle()),
                 table: click_tables[index].clone(),
+                gate: search_gate.clone(),
             })
             .collect();
         let args = RootArguments {
@@ -486,6 +495,7 @@ impl Engine {
                 aggregators: agg_rx,
                 query_log: std::sync::Mutex::new(QueryLog::default()),
                 clicks_in_check: Arc::new(AtomicUsize::new(0)),
+                search_gate,
                 weights: std::sync::RwLock::new(weights),
                 weights_file,
                 clicks_rejected: AtomicU64::new(0),
@@ -892,6 +902,8 @@ impl Engine {
     /// Runs a search.
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResponse> {
         let started = Instant::now();
+        // In flight until it returns: the click work waits for it (`clicks.yield_to_searches_us`).
+        let _in_flight = self.inner.search_gate.enter();
         let limits = &self.inner.config.limits;
         if req.k == 0 || req.k > limits.max_k {
             return Err(EngineError::BadRequest(format!(
@@ -1471,6 +1483,7 @@ impl Engine {
             .map(|l| (l.len(), l.retained()))
             .unwrap_or((0, 0));
         let weights = self.set_weights(&[])?;
+        let (yielded, gave_up) = self.inner.search_gate.waits();
         Ok(serde_json::json!({
             "clicks": clicks,
             "impressions": impressions,
@@ -1481,6 +1494,10 @@ impl Engine {
             "bytes_per_item": memory.checked_div(items).unwrap_or(0),
             "queries_logged": logged,
             "queries_retained": retained,
+            // Runs of click work that waited for searches in flight, and those of them that
+            // waited the longest (`clicks.yield_to_searches_us`) and went on beside them.
+            "yielded_to_searches": yielded,
+            "yield_gave_up": gave_up,
             "weights": weights,
             "top": best,
         }))

@@ -26,6 +26,7 @@ pub mod inference;
 pub mod partition;
 pub mod quality;
 pub mod rebalance;
+pub mod search_gate;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -369,3 +369,82 @@ fn clicks_export_as_triplets_and_virtual_ids() {
     let v: serde_json::Value = serde_json::from_str(virtual_ids.lines().next().unwrap()).unwrap();
     assert_eq!(v["items"], serde_json::json!(pair));
 }
+
+/// Sends batches of distinct clicks while two other connections search without pause, until
+/// `done` holds for the click stats (or `rounds` batches); returns the stats once every
+/// accepted click has been applied, and the clicks accepted.
+fn click_beside_searches(
+    server: &Server,
+    done: impl Fn(&serde_json::Value) -> bool,
+    rounds: usize,
+) -> (serde_json::Value, u64) {
+    let mut client = server.client();
+    catalogue(&mut client);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searchers: Vec<_> = (0..2)
+        .map(|s| {
+            let (mut c, stop) = (server.client(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    search(&mut c, &query(100 + s * 1_000_000 + n));
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0u64;
+    for round in 0..rounds {
+        let batch: Vec<ClickRequest> = (0..10)
+            .flat_map(|i| {
+                let r = search(&mut client, &query(500 + round as u64 * 10 + i));
+                (0..r.hits.len()).map(move |p| batch_click(&r, p))
+            })
+            .collect();
+        accepted += u64::from(client.clicks(batch).expect("clicks").accepted);
+        if done(&click_stats(&mut client)) {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in searchers {
+        s.join().expect("searcher");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = click_stats(&mut client);
+        if s["clicks"] == accepted || std::time::Instant::now() > deadline {
+            return (s, accepted);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The click work makes way for searches in flight (`clicks.yield_to_searches_us`): with
+/// searches running without pause beside the clicks, runs of click work wait for them (and,
+/// the searches never pausing, some wait the longest and go on), and every accepted click is
+/// still applied; with the wait set to 0 none waits.
+#[test]
+fn click_work_waits_for_searches_in_flight_and_loses_nothing() {
+    let server = Server::start("[clicks]\nyield_to_searches_us = 2000\n");
+    let (stats, accepted) = click_beside_searches(
+        &server,
+        |s| s["yielded_to_searches"].as_u64().is_some_and(|n| n > 0),
+        300,
+    );
+    assert!(
+        stats["yielded_to_searches"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(
+        stats["yield_gave_up"].as_u64().unwrap() <= stats["yielded_to_searches"].as_u64().unwrap()
+    );
+    assert!(accepted > 0);
+    assert_eq!(stats["clicks"], accepted, "{stats}");
+    assert_eq!(stats["rejected"], 0);
+
+    let server = Server::start("[clicks]\nyield_to_searches_us = 0\n");
+    let (stats, accepted) = click_beside_searches(&server, |_| false, 20);
+    assert_eq!(stats["yielded_to_searches"], 0, "{stats}");
+    assert_eq!(stats["clicks"], accepted, "{stats}");
+}
