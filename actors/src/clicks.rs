@@ -76,8 +76,10 @@ pub struct ClickConfig {
     pub save_every_s: u64,
     /// Before each short run of click work (a run of checks, of one aggregator's updates),
     /// the click thread waits for the searches in flight to end, for at most this long (µs;
-    /// 0: it never waits and only its lowest CPU priority keeps it out of their way). See
-    /// [`crate::search_gate`].
+    /// 0, the default: it never waits and only its lowest CPU priority keeps it out of their
+    /// way). Off by default: under a search load that never pauses, 2 ms waits turned the
+    /// click work into bursts that cost the searches' p99 more (+36 % against +11 %, see
+    /// docs/BENCHMARKS.md §5). See [`crate::search_gate`].
     pub yield_to_searches_us: u64,
 }
 
@@ -98,7 +100,7 @@ impl Default for ClickConfig {
             rerank_depth: 50,
             virtual_id_min_weight: 2.0,
             save_every_s: 30,
-            yield_to_searches_us: 2_000,
+            yield_to_searches_us: 0,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! [--senders-only (the click load's senders take their requests but send none)]
 //! [--burn-us US [--burn-mib M] (no clicks: a control thread busy US µs per 2 ms, reading M MiB)]
 //! [--rerank-depth N] [--search-rate SEARCHES_PER_S]
+//! [--yield-us US (the server's clicks.yield_to_searches_us; 0: click work never waits for searches)]
 //! [--vsa target/release/vsa]` after `./scripts/setup.sh`.
 
 use std::path::PathBuf;
@@ -487,6 +488,7 @@ fn main() -> Res<()> {
     let mut burn_us: Option<u64> = None;
     let mut burn_mib: usize = 0;
     let mut rerank_depth: Option<usize> = None;
+    let mut yield_us: Option<u64> = None;
     let mut batch: usize = 100;
     let mut absorb: u64 = 100_000;
     let mut load = Load::Closed;
@@ -508,6 +510,7 @@ fn main() -> Res<()> {
             "--rerank-depth" => {
                 rerank_depth = Some(args.next().ok_or("--rerank-depth N")?.parse()?)
             }
+            "--yield-us" => yield_us = Some(args.next().ok_or("--yield-us MICROSECONDS")?.parse()?),
             "--absorb" => absorb = args.next().ok_or("--absorb CLICKS")?.parse()?,
             "--batch" => batch = args.next().ok_or("--batch CLICKS")?.parse()?,
             "--search-rate" => {
@@ -537,6 +540,7 @@ fn main() -> Res<()> {
             // The searches of the latency runs are logged too: room for them.
             queries + 1_000_000,
             rerank_depth.map_or(String::new(), |d| format!("rerank_depth = {d}\n"))
+                + &yield_us.map_or(String::new(), |us| format!("yield_to_searches_us = {us}\n"))
         ),
     )?;
     ingest(&server, 0, items, 4, 32)?;
@@ -624,12 +628,14 @@ fn main() -> Res<()> {
         .unwrap_or_default();
     let stats: serde_json::Value = serde_json::from_str(&stats)?;
     println!(
-        "- tracked items: {}, memory {} B ({} B/item), clicks {}, impressions {}",
+        "- tracked items: {}, memory {} B ({} B/item), clicks {}, impressions {}; runs of click work that waited for searches {} (of which gave up after the longest wait {})",
         stats["items_tracked"],
         stats["memory_bytes"],
         stats["bytes_per_item"],
         stats["clicks"],
-        stats["impressions"]
+        stats["impressions"],
+        stats["yielded_to_searches"],
+        stats["yield_gave_up"]
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
