@@ -902,8 +902,10 @@ impl Engine {
     /// Runs a search.
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResponse> {
         let started = Instant::now();
-        // In flight until it returns: the click work waits for it (`clicks.yield_to_searches_us`).
-        let _in_flight = self.inner.search_gate.enter();
+        // In flight until it returns: the click work waits for it (`clicks.yield_to_searches_us`;
+        // while that is 0, the default, a search touches no shared counter for it).
+        let gate = &self.inner.search_gate;
+        let _in_flight = gate.is_on().then(|| gate.enter());
         let limits = &self.inner.config.limits;
         if req.k == 0 || req.k > limits.max_k {
             return Err(EngineError::BadRequest(format!(

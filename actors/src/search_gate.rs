@@ -70,6 +70,12 @@ impl SearchGate {
         InFlight(self)
     }
 
+    /// Whether its waits can last at all (a non-zero longest wait): while not, searches need
+    /// not be counted.
+    pub fn is_on(&self) -> bool {
+        !self.max_wait.is_zero()
+    }
+
     /// Searches in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
