@@ -38,7 +38,7 @@ pub struct SearchGate {
 /// One search in flight: dropped when it ends.
 #[derive(Debug)]
 #[must_use = "the search counts as in flight only while this is held"]
-pub struct InFlight<'a>(&'a SearchGate);
+pub struct Searching<'a>(&'a SearchGate);
 
 /// How a [`SearchGate::wait_quiet`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +65,10 @@ impl SearchGate {
     }
 
     /// Counts a search in flight until the returned value is dropped.
-    pub fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(self)
+    pub fn enter(&self) -> Searching<'_> {
+        // Relaxed: only the subtract and the waiter's loads take part in the wake-up handshake.
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Searching(self)
     }
 
     /// Whether its waits can last at all (a non-zero longest wait): while not, searches need
@@ -121,7 +122,7 @@ impl SearchGate {
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Searching<'_> {
     fn drop(&mut self) {
         let gate = self.0;
         if gate.in_flight.fetch_sub(1, Ordering::SeqCst) == 1

@@ -33,6 +33,19 @@ fn click_stats(client: &mut BlockingClient) -> serde_json::Value {
 }
 
 /// Searches `q` and clicks `target` where it is shown, `times` times (a new query each time).
+/// The click stats once `clicks` clicks have been applied (the aggregators apply a batch after
+/// its reply), or after 10 s: the caller's assertions then say what is missing.
+fn stats_once_applied(client: &mut BlockingClient, clicks: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = click_stats(client);
+        if s["clicks"] == clicks || std::time::Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn click_stream(client: &mut BlockingClient, q: &[f32], target: &str, times: usize) {
     for _ in 0..times {
         let r = search(client, q);
@@ -196,14 +209,7 @@ fn a_batch_of_clicks_counts_the_good_ones_and_refuses_the_bad_ones() {
         "{refused:?}"
     );
     // The aggregators apply a batch after the reply: wait for the counts.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let stats = loop {
-        let s = click_stats(&mut client);
-        if s["clicks"] == 40 || std::time::Instant::now() > deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let stats = stats_once_applied(&mut client, 40);
     assert_eq!(stats["clicks"], 40, "{stats}");
     assert_eq!(stats["rejected"], 2);
     set_ctr_weight(&mut client, 1.0);
@@ -410,14 +416,7 @@ fn click_beside_searches(
     for s in searchers {
         s.join().expect("searcher");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = click_stats(&mut client);
-        if s["clicks"] == accepted || std::time::Instant::now() > deadline {
-            return (s, accepted);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    (stats_once_applied(&mut client, accepted), accepted)
 }
 
 /// The click work makes way for searches in flight (`clicks.yield_to_searches_us`): with
