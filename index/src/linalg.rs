@@ -39,74 +39,92 @@ pub(crate) fn sgemm_bt(
     }
     let threads = threads.clamp(1, m.div_ceil(64).max(1));
     let rows_per = m.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (i, cc) in c.chunks_mut(rows_per * n).enumerate() {
-            let rows = cc.len() / n;
-            let aa = &a[i * rows_per * k..(i * rows_per + rows) * k];
-            s.spawn(move || {
-                // SAFETY: shapes were checked above; row-major strides match the slices.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        rows,
-                        k,
-                        n,
-                        1.0,
-                        aa.as_ptr(),
-                        k as isize,
-                        1,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        0.0,
-                        cc.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
-            });
+    let block = |i: usize, cc: &mut [f32]| {
+        let rows = cc.len() / n;
+        let aa = &a[i * rows_per * k..(i * rows_per + rows) * k];
+        // SAFETY: shapes were checked above; row-major strides match the slices.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                n,
+                1.0,
+                aa.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                cc.as_mut_ptr(),
+                n as isize,
+                1,
+            );
         }
-    });
+    };
+    on_blocks(c.chunks_mut(rows_per * n), |(i, cc)| block(i, cc));
     c
+}
+
+/// Runs `f` on every item of `blocks` (with its index), the first on the calling thread and
+/// each other one on a scoped thread of its own. A single block (a query: one row) therefore
+/// starts no thread: a thread start per product cost every search two thread creations and a
+/// hop to the other core.
+fn on_blocks<I, T, R>(blocks: I, f: impl Fn((usize, I::Item)) -> R + Sync) -> Vec<R>
+where
+    I: IntoIterator<Item = T>,
+    T: Send,
+    R: Send,
+{
+    let mut blocks = blocks.into_iter().enumerate();
+    let Some(first) = blocks.next() else {
+        return Vec::new();
+    };
+    let rest: Vec<_> = blocks.collect();
+    if rest.is_empty() {
+        return vec![f(first)];
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = rest.into_iter().map(|b| s.spawn(move || f(b))).collect();
+        let mut out = vec![f(first)];
+        // A panicking block is a bug; propagate it rather than return partial results.
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+        );
+        out
+    })
 }
 
 /// `c = aᵀ a` for `a` (m×k), f32 inputs, f64 output (k×k); row blocks summed over threads.
 pub(crate) fn gram(a: &[f32], m: usize, k: usize, threads: usize) -> Vec<f64> {
     let threads = threads.clamp(1, m.div_ceil(256).max(1));
     let rows_per = m.div_ceil(threads).max(1);
-    let parts: Vec<Vec<f32>> = std::thread::scope(|s| {
-        let hs: Vec<_> = a[..m * k]
-            .chunks(rows_per * k)
-            .map(|aa| {
-                s.spawn(move || {
-                    let rows = aa.len() / k;
-                    let mut c = vec![0f32; k * k];
-                    // SAFETY: aa is rows×k row-major; read as its transpose (k×rows) with
-                    // swapped strides.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            k,
-                            rows,
-                            k,
-                            1.0,
-                            aa.as_ptr(),
-                            1,
-                            k as isize,
-                            aa.as_ptr(),
-                            k as isize,
-                            1,
-                            0.0,
-                            c.as_mut_ptr(),
-                            k as isize,
-                            1,
-                        );
-                    }
-                    c
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+    let parts = on_blocks(a[..m * k].chunks(rows_per * k), |(_, aa)| {
+        let rows = aa.len() / k;
+        let mut c = vec![0f32; k * k];
+        // SAFETY: aa is rows×k row-major; read as its transpose (k×rows) with swapped strides.
+        unsafe {
+            matrixmultiply::sgemm(
+                k,
+                rows,
+                k,
+                1.0,
+                aa.as_ptr(),
+                1,
+                k as isize,
+                aa.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                k as isize,
+                1,
+            );
+        }
+        c
     });
     let mut out = vec![0f64; k * k];
     for p in parts {

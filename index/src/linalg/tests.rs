@@ -62,3 +62,42 @@ fn gemms_agree_with_naive() {
         }
     }
 }
+
+#[test]
+fn gemms_split_over_threads_agree_with_one_thread() {
+    // Tall enough that the rows are split into blocks (64 rows a block at least for sgemm,
+    // 256 for gram), so the spawned blocks' results are checked, in their places.
+    let (m, k, n) = (600, 9, 4);
+    let mut rng = Rng::new(5);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.gaussian() as f32).collect();
+    let one = sgemm(&a, &b, m, k, n, 1);
+    let three = sgemm(&a, &b, m, k, n, 3);
+    assert_eq!(one.len(), m * n);
+    for (x, y) in one.iter().zip(&three) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    let (g1, g2) = (gram(&a, m, k, 1), gram(&a, m, k, 2));
+    for (x, y) in g1.iter().zip(&g2) {
+        assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn one_block_runs_on_the_calling_thread_and_more_keep_their_order() {
+    let me = std::thread::current().id();
+    let ran = on_blocks([10], |(i, v)| (i, v, std::thread::current().id()));
+    assert_eq!(
+        ran,
+        vec![(0, 10, me)],
+        "a single block must not start a thread"
+    );
+    let ran = on_blocks([10, 11, 12], |(i, v)| (i, v, std::thread::current().id()));
+    assert_eq!(
+        ran.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        vec![(0, 10), (1, 11), (2, 12)]
+    );
+    assert_eq!(ran[0].2, me, "the first block runs on the calling thread");
+    assert!(ran[1..].iter().all(|r| r.2 != me));
+    assert!(on_blocks(Vec::<u8>::new(), |(_, v)| v).is_empty());
+}
