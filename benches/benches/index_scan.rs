@@ -3,14 +3,15 @@
 //! 1M × 256-bit codes with 256-d int8 rerank vectors; queries of 1 and 4 vectors, 1 and 2
 //! threads, k = 10, R = 100/1000; a Hamming-only search at k = 100 (faiss's setting); insert
 //! rate; and a STREAM-like sequential read of 32 MiB (the codes' size) and 256 MiB so the
-//! scan's GB/s can be compared with what one core can read.
+//! scan's GB/s can be compared with what one core can read. And one query's encoding
+//! (1 280-d embedding to a 256-bit code and 256-d rerank vector), which every search pays.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vsa_benches::SplitMix;
-use vsa_index::{Encoded, Kernel, Query, QueryVector, SearchParams, Shard};
+use vsa_index::{Encoded, Encoder, EncoderConfig, Kernel, Query, QueryVector, SearchParams, Shard};
 
 const N: usize = 1_000_000;
 const DIMS: usize = 256;
@@ -143,5 +144,23 @@ fn bandwidth(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scan, insert, bandwidth);
+/// One query's encoding: the projection and rotation GEMMs of a single row (the per-search
+/// cost in front of the scan).
+fn encode(c: &mut Criterion) {
+    const INPUT: usize = 1280;
+    let mut rng = SplitMix(7);
+    let sample: Vec<f32> = (0..2000 * INPUT)
+        .map(|_| (rng.next_u64() % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    let encoder =
+        Encoder::<4>::train(&sample, INPUT, &EncoderConfig::default()).expect("train the encoder");
+    let q: Vec<f32> = sample[..INPUT].to_vec();
+    let mut g = c.benchmark_group("encode_query");
+    g.bench_function("1280_to_256bit", |b| {
+        b.iter(|| black_box(encoder.encode_query(black_box(&q)).expect("encode")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, scan, insert, bandwidth, encode);
 criterion_main!(benches);

@@ -189,6 +189,17 @@ impl<const W: usize> Encoder<W> {
     /// per row. Each row's result does not depend on the others, so single and batched
     /// encoding agree bit for bit.
     fn project(&self, embeddings: &[f32], threads: usize) -> Result<Vec<(Code<W>, Vec<f32>, f32)>> {
+        self.project_with(embeddings, |a, b, m, k, n| {
+            linalg::sgemm_bt(a, b, m, k, n, threads, true)
+        })
+    }
+
+    /// As [`Encoder::project`], with `mul(a, bᵀ, m, k, n)` for the two products.
+    fn project_with(
+        &self,
+        embeddings: &[f32],
+        mul: impl Fn(&[f32], &[f32], usize, usize, usize) -> Vec<f32>,
+    ) -> Result<Vec<(Code<W>, Vec<f32>, f32)>> {
         let d = self.input_dims;
         if !embeddings.len().is_multiple_of(d) {
             return Err(Error::BadInput(format!(
@@ -211,13 +222,13 @@ impl<const W: usize> Encoder<W> {
         }
         let p = self.pca_dims;
         let bits = Self::BITS;
-        let z = linalg::sgemm_bt(&x, &self.projection, n, d, p, threads, true);
+        let z = mul(&x, &self.projection, n, d, p);
         drop(x);
         let zb: Vec<f32> = z
             .chunks(p)
             .flat_map(|r| r[..bits].iter().copied())
             .collect();
-        let rot = linalg::sgemm_bt(&zb, &self.rotation, n, bits, bits, threads, true);
+        let rot = mul(&zb, &self.rotation, n, bits, bits);
         Ok(z.chunks(p)
             .zip(rot.chunks(bits))
             .zip(biases)
@@ -267,10 +278,14 @@ impl<const W: usize> Encoder<W> {
             .collect())
     }
 
-    /// Encodes one query vector (float reduced vector, no quantisation).
+    /// Encodes one query vector (float reduced vector, no quantisation). A search pays this,
+    /// so its two products are plain dot products ([`linalg::gemv_bt`]): a GEMM packs the
+    /// whole projection (input dims × PCA dims) for its one row, 5–10 times the arithmetic.
+    /// The sums run in another order than the items' GEMM, so a query's code may differ from
+    /// the same vector's item code where a projection is within rounding of 0.
     pub fn encode_query(&self, embedding: &[f32]) -> Result<QueryVector<W>> {
         self.check_one(embedding)?;
-        let (code, reduced, bias) = self.project(embedding, 1)?.remove(0);
+        let (code, reduced, bias) = self.project_with(embedding, linalg::gemv_bt)?.remove(0);
         Ok(QueryVector {
             code,
             reduced,

@@ -66,6 +66,24 @@ pub(crate) fn sgemm_bt(
     c
 }
 
+/// `c = a (m×k) · b` with `b` given as bᵀ (n×k row-major), by one dot product per element:
+/// for the few rows of a query, where a GEMM's packing of `b` would cost more than the
+/// arithmetic.
+pub(crate) fn gemv_bt(a: &[f32], bt: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert!(a.len() >= m * k && bt.len() >= n * k);
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    a[..m * k]
+        .chunks_exact(k)
+        .flat_map(|row| {
+            bt[..n * k]
+                .chunks_exact(k)
+                .map(move |col| crate::encoder::dot(row, col))
+        })
+        .collect()
+}
+
 /// Runs `f` on every item of `blocks` (with its index), the first on the calling thread and
 /// each other one on a scoped thread of its own. A single block (a query: one row) therefore
 /// starts no thread: a thread start per product cost every search two thread creations and a

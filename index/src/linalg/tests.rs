@@ -101,3 +101,18 @@ fn one_block_runs_on_the_calling_thread_and_more_keep_their_order() {
     assert!(ran[1..].iter().all(|r| r.2 != me));
     assert!(on_blocks(Vec::<u8>::new(), |(_, v)| v).is_empty());
 }
+
+#[test]
+fn gemv_agrees_with_the_gemm() {
+    let (m, k, n) = (3, 37, 11);
+    let mut rng = Rng::new(9);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
+    let bt: Vec<f32> = (0..n * k).map(|_| rng.gaussian() as f32).collect();
+    let g = sgemm_bt(&a, &bt, m, k, n, 1, true);
+    let v = gemv_bt(&a, &bt, m, k, n);
+    assert_eq!(v.len(), m * n);
+    for (x, y) in g.iter().zip(&v) {
+        assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+    }
+    assert_eq!(gemv_bt(&a, &bt, m, 0, n), vec![0.0; m * n]);
+}
