@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from thread_cpu import ticks  # noqa: E402  (utime + stime of one /proc stat file)
+
 TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
 
 
@@ -57,12 +60,8 @@ def cpu_ns(pid, tid):
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        with open(f"{base}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * TICK_NS
-    except (OSError, ValueError, IndexError):
-        return None
+    used = ticks(f"{base}/stat")
+    return None if used is None else used * TICK_NS
 
 
 def click_thread(bench_pid, deadline_s=60.0):

@@ -85,10 +85,11 @@ pub(crate) fn gemv_bt(a: &[f32], bt: &[f32], m: usize, k: usize, n: usize) -> Ve
 }
 
 /// Runs `f` on every item of `blocks` (with its index), the first on the calling thread and
-/// each other one on a scoped thread of its own. A single block (a query: one row) therefore
-/// starts no thread: a thread start per product cost every search two thread creations and a
-/// hop to the other core.
-fn on_blocks<I, T, R>(blocks: I, f: impl Fn((usize, I::Item)) -> R + Sync) -> Vec<R>
+/// each other one on a scoped thread of its own; results in the blocks' order, and a panic in
+/// any block is propagated. A single block therefore starts no thread (a thread start per
+/// product cost every search two thread creations and a hop to the other core). The GEMMs
+/// and the shard's multi-threaded scan split their work with it.
+pub(crate) fn on_blocks<I, T, R>(blocks: I, f: impl Fn((usize, I::Item)) -> R + Sync) -> Vec<R>
 where
     I: IntoIterator<Item = T>,
     T: Send,

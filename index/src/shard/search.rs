@@ -194,22 +194,8 @@ impl<const W: usize> Shard<W> {
         }
         // Chunks start on 64-byte boundaries (multiples of 8 codes) so SIMD loads stay aligned.
         let per = rows.div_ceil(threads).next_multiple_of(8);
-        let parts: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (1..threads)
-                .map(|t| {
-                    let run = &run;
-                    s.spawn(move || run((t * per).min(rows), ((t + 1) * per).min(rows)))
-                })
-                .collect();
-            let mut parts = vec![run(0, per.min(rows))];
-            // A panicking worker is a bug; propagate it rather than return partial results.
-            parts.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-            );
-            parts
-        });
+        let chunks = (0..threads).map(|t| ((t * per).min(rows), ((t + 1) * per).min(rows)));
+        let parts = crate::linalg::on_blocks(chunks, |(_, (lo, hi))| run(lo, hi));
         scan::merge(parts, r)
     }
 
