@@ -377,9 +377,6 @@ impl std::fmt::Display for Load {
     }
 }
 
-/// The windows (start, end in seconds, on) and what the switch returned for each "on" one.
-type Switched<T> = (Vec<(f64, f64, bool)>, Vec<T>);
-
 /// Latencies (ms) of the searches started in each window: the "on" windows, the "off" ones.
 struct Windows {
     on: Vec<Vec<f64>>,
@@ -417,28 +414,25 @@ impl Windows {
 }
 
 /// Runs the search load for `secs` while `switch(on)` is called at the start of alternate
-/// windows of `window` s (off first); returns the searches by the window they started in, and
-/// what `switch` returned for each "on" window.
-fn alternate<T: Send>(
+/// windows of `window` s (off first); returns the searches by the window they started in.
+fn alternate(
     server: &Server,
     items: u64,
     load: Load,
     secs: f64,
     window: f64,
-    switch: impl Fn(bool) -> Res<T> + Sync,
-) -> Res<(Windows, Vec<T>)> {
+    switch: impl Fn(bool) -> Res<()> + Sync,
+) -> Res<Windows> {
     let origin = Instant::now();
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let toggler = scope.spawn(|| -> Result<Switched<T>, String> {
-            let (mut windows, mut results) = (Vec::new(), Vec::new());
+        // The windows: (start, end in seconds, on).
+        let toggler = scope.spawn(|| -> Result<Vec<(f64, f64, bool)>, String> {
+            let mut windows = Vec::new();
             let mut on = false;
             while !done.load(Ordering::Relaxed) {
                 let start = origin.elapsed().as_secs_f64();
-                let r = switch(on).map_err(|e| e.to_string())?;
-                if on {
-                    results.push(r);
-                }
+                switch(on).map_err(|e| e.to_string())?;
                 while origin.elapsed().as_secs_f64() < start + window
                     && !done.load(Ordering::Relaxed)
                 {
@@ -447,14 +441,14 @@ fn alternate<T: Send>(
                 windows.push((start, origin.elapsed().as_secs_f64(), on));
                 on = !on;
             }
-            Ok((windows, results))
+            Ok(windows)
         });
         let searches = match load {
             Load::Closed => search_load_timed(server, items, 2, secs, origin),
             Load::Paced(rate) => search_load_paced(server, items, 8, secs, origin, rate),
         };
         done.store(true, Ordering::Relaxed);
-        let (windows, results) = toggler.join().map_err(|_| "toggler panicked")??;
+        let windows = toggler.join().map_err(|_| "toggler panicked")??;
         let searches = searches?;
         let pick = |want: bool| {
             let spans: Vec<(f64, f64)> = windows
@@ -464,13 +458,10 @@ fn alternate<T: Send>(
                 .collect();
             group_by_windows(&searches, &spans)
         };
-        Ok((
-            Windows {
-                on: pick(true),
-                off: pick(false),
-            },
-            results,
-        ))
+        Ok(Windows {
+            on: pick(true),
+            off: pick(false),
+        })
     })
 }
 
@@ -681,7 +672,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     if let Some((busy_us, mib)) = burn {
         // The control: no clicks, only the burner in the "on" windows.
         let burning = burner(busy_us, mib);
-        let (windows, _) = alternate(server, items, load, secs, window, |on| burning.gate.set(on))?;
+        let windows = alternate(server, items, load, secs, window, |on| burning.gate.set(on))?;
         let (periods, took) = burning.finish()?;
         println!(
             "\n### search load: {load}, {secs:.0} s, CTR weight {click_ctr}; no clicks: a lowest-priority thread busy {busy_us} µs of every 2 ms ({mib} MiB of random reads) on in alternate {window:.0} s windows"
@@ -706,7 +697,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     } else {
         None
     };
-    let (clicking, _) = alternate(server, items, load, secs, window, |on| {
+    let clicking = alternate(server, items, load, secs, window, |on| {
         senders.as_ref().map_or(Ok(()), |s| s.gate.set(on))
     })?;
     let (acked, took) = senders.map_or(Ok((0, 1.0)), Gated::finish)?;
@@ -737,7 +728,7 @@ fn interleaved(server: &Server, items: u64, stream: &Arc<ClickStream>, plan: &Pl
     if !ctr_run {
         return Ok(());
     }
-    let (weighting, _) = alternate(server, items, load, secs, window, |on| {
+    let weighting = alternate(server, items, load, secs, window, |on| {
         admin_weights(server, if on { 1.0 } else { 0.0 })
     })?;
     admin_weights(server, 0.0)?;
@@ -775,4 +766,93 @@ fn admin_weights(server: &Server, ctr: f32) -> Res<()> {
         .client()?
         .admin(AdminAction::SetRerankWeights(vec![("ctr".into(), ctr)]))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `f` until it holds, for at most 10 s.
+    fn eventually(f: impl Fn() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        f()
+    }
+
+    #[test]
+    fn a_gated_thread_works_only_while_its_gate_is_on() {
+        let gate = Arc::new(Gate::default());
+        let steps = Arc::new(AtomicU64::new(0));
+        // True while the thread is in its working loop.
+        let working = Arc::new(AtomicBool::new(false));
+        let (g, s, w) = (gate.clone(), steps.clone(), working.clone());
+        let handle = std::thread::spawn(move || -> Result<u64, String> {
+            let mut rounds = 0;
+            while g.wait_on()? {
+                rounds += 1;
+                w.store(true, Ordering::SeqCst);
+                while g.is_on() {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    std::thread::yield_now();
+                }
+                w.store(false, Ordering::SeqCst);
+            }
+            Ok(rounds)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            steps.load(Ordering::SeqCst),
+            0,
+            "worked before the gate was on"
+        );
+        gate.set(true).unwrap();
+        assert!(eventually(|| steps.load(Ordering::SeqCst) > 0));
+        gate.set(false).unwrap();
+        assert!(eventually(|| !working.load(Ordering::SeqCst)));
+        // Back waiting on the gate: nothing more until it is on again.
+        let stopped = steps.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(steps.load(Ordering::SeqCst), stopped, "worked while off");
+        gate.set(true).unwrap();
+        assert!(eventually(|| steps.load(Ordering::SeqCst) > stopped));
+        let (rounds, on_secs) = Gated {
+            gate,
+            handles: vec![handle],
+        }
+        .finish()
+        .unwrap();
+        assert_eq!(rounds, 2, "one round per time the gate was switched on");
+        assert!(on_secs > 0.0);
+        assert!(
+            !working.load(Ordering::SeqCst),
+            "finish returned before the thread stopped"
+        );
+    }
+
+    #[test]
+    fn a_gate_never_switched_on_runs_nothing() {
+        let burning = burner(100, 1);
+        std::thread::sleep(Duration::from_millis(30));
+        let (periods, on_secs) = burning.finish().unwrap();
+        assert_eq!((periods, on_secs), (0, 0.0));
+    }
+
+    #[test]
+    fn the_burner_counts_its_busy_periods_while_on() {
+        let burning = burner(50, 1);
+        burning.gate.set(true).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        let (periods, on_secs) = burning.finish().unwrap();
+        assert!(periods > 0, "no busy period ran while on");
+        // At most one period per 2 ms it was on, and one that started as it was switched off.
+        assert!(
+            periods as f64 <= on_secs / 0.002 + 1.0,
+            "{periods} in {on_secs} s"
+        );
+    }
 }
