@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoder::dot;
 use crate::linalg::{self, Rng};
 use crate::{Error, Result};
 
@@ -252,24 +253,6 @@ impl Whitening {
         out.iter_mut().for_each(|o| *o *= inv);
         Some(out)
     }
-}
-
-/// Dot product with eight partial sums (so it vectorises).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
