@@ -224,9 +224,10 @@ enum Pending {
 /// Serves one connection: this task reads and decodes the requests, a task of its own writes
 /// the answers in request order. They run on different threads at once, so a plain TCP
 /// stream is given as its lock-free halves (`TcpStream::into_split`): `tokio::io::split`
-/// holds a blocking mutex across every read and write, and a thread that met it held blocked
-/// for as long as the holder took, or was preempted while holding it, with every task queued
-/// on it (`perf` showed ~50 such waits a second under a click stream).
+/// holds a blocking mutex across every read and write, so a thread that found it held slept
+/// until the holder's system call was done (longer if the holder was preempted), and every
+/// task queued on that thread waited with it (`perf` showed ~50 such waits a second under a
+/// click stream).
 async fn connection<R, W>(
     shared: Arc<Shared>,
     read: R,
