@@ -376,74 +376,91 @@ fn clicks_export_as_triplets_and_virtual_ids() {
     assert_eq!(v["items"], serde_json::json!(pair));
 }
 
-/// Sends batches of distinct clicks while two other connections search without pause, until
-/// `done` holds for the click stats (or `rounds` batches); returns the stats once every
-/// accepted click has been applied, and the clicks accepted.
-fn click_beside_searches(
-    server: &Server,
-    done: impl Fn(&serde_json::Value) -> bool,
-    rounds: usize,
-) -> (serde_json::Value, u64) {
+/// A batch of clicks on ten searches' results, sent while an eleventh search, from another
+/// connection, is held in flight by a stalled partition (`StallActor`; the search waits for
+/// it until `index.partition_timeout_ms`, 4 s here, then answers `degraded`). Returns the stats
+/// once every accepted click has been applied, the clicks accepted, and whether the clicks
+/// were answered while the held search still was not (a search held whatever the CPU load,
+/// unlike a search load, which leaves the lowest-priority click thread no core on a busy
+/// machine until the searches pause).
+fn clicks_beside_a_held_search(server: &Server) -> (serde_json::Value, u64, bool) {
     let mut client = server.client();
     catalogue(&mut client);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let searchers: Vec<_> = (0..2)
-        .map(|s| {
-            let (mut c, stop) = (server.client(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    search(&mut c, &query(100 + s * 1_000_000 + n));
-                    n += 1;
-                }
-            })
-        })
+    let shown: Vec<SearchResponse> = (0..10)
+        .map(|i| search(&mut client, &query(500 + i)))
         .collect();
-    let mut accepted = 0u64;
-    for round in 0..rounds {
-        let batch: Vec<ClickRequest> = (0..10)
-            .flat_map(|i| {
-                let r = search(&mut client, &query(500 + round as u64 * 10 + i));
-                (0..r.hits.len()).map(move |p| batch_click(&r, p))
-            })
-            .collect();
-        accepted += u64::from(client.clicks(batch).expect("clicks").accepted);
-        if done(&click_stats(&mut client)) {
-            break;
-        }
+    let batch: Vec<ClickRequest> = shown
+        .iter()
+        .flat_map(|r| (0..r.hits.len()).map(move |p| batch_click(r, p)))
+        .collect();
+    client
+        .admin(AdminAction::StallActor {
+            name: "p/things/0".into(),
+            millis: 5_000,
+        })
+        .expect("stall");
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = {
+        let (mut c, answered) = (server.client(), answered.clone());
+        std::thread::spawn(move || {
+            let r = search(&mut c, &query(900));
+            answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        })
+    };
+    // Until the held search has reached the stalled partition.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !client
+        .telemetry(0)
+        .expect("telemetry")
+        .shards
+        .iter()
+        .any(|s| s.in_flight > 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held search never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in searchers {
-        s.join().expect("searcher");
-    }
-    (stats_once_applied(&mut client, accepted), accepted)
+    let accepted = u64::from(client.clicks(batch).expect("clicks").accepted);
+    let beside = !answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(held.join().expect("held search").degraded);
+    (stats_once_applied(&mut client, accepted), accepted, beside)
 }
 
-/// The click work makes way for searches in flight (`clicks.yield_to_searches_us`): with
-/// searches running without pause beside the clicks, runs of click work wait for them (and,
-/// the searches never pausing, some wait the longest and go on), and every accepted click is
-/// still applied; with the wait set to 0 none waits.
+/// The click work makes way for searches in flight (`clicks.yield_to_searches_us`): while a
+/// search is held in flight, the runs of click work wait for it — the longest wait, then on
+/// (it does not end in time) — and every accepted click is still applied; with the wait set
+/// to 0, the same clicks beside the same held search wait for nothing.
 #[test]
 fn click_work_waits_for_searches_in_flight_and_loses_nothing() {
-    let server = Server::start("[clicks]\nyield_to_searches_us = 2000\n");
-    let (stats, accepted) = click_beside_searches(
-        &server,
-        |s| s["yielded_to_searches"].as_u64().is_some_and(|n| n > 0),
-        300,
-    );
+    const HOLD: &str = "[index]\npartition_timeout_ms = 4000\n\n";
+    let server = Server::start(&format!("{HOLD}[clicks]\nyield_to_searches_us = 2000\n"));
+    let (stats, accepted, beside) = clicks_beside_a_held_search(&server);
     assert!(
-        stats["yielded_to_searches"].as_u64().unwrap() > 0,
-        "{stats}"
-    );
-    assert!(
-        stats["yield_gave_up"].as_u64().unwrap() <= stats["yielded_to_searches"].as_u64().unwrap()
+        beside,
+        "the clicks were answered only after the held search"
     );
     assert!(accepted > 0);
     assert_eq!(stats["clicks"], accepted, "{stats}");
     assert_eq!(stats["rejected"], 0);
+    // The checks ran before the reply, so beside the held search: each of their runs waited
+    // its longest and gave up. (The aggregators apply the batch after the reply: theirs may
+    // have waited too.)
+    let gave_up = stats["yield_gave_up"].as_u64().unwrap();
+    assert!(gave_up > 0, "{stats}");
+    assert!(
+        stats["yielded_to_searches"].as_u64().unwrap() >= gave_up,
+        "{stats}"
+    );
 
-    let server = Server::start("[clicks]\nyield_to_searches_us = 0\n");
-    let (stats, accepted) = click_beside_searches(&server, |_| false, 20);
+    let server = Server::start(&format!("{HOLD}[clicks]\nyield_to_searches_us = 0\n"));
+    let (stats, accepted, beside) = clicks_beside_a_held_search(&server);
+    assert!(
+        beside,
+        "the clicks were answered only after the held search"
+    );
     assert_eq!(stats["yielded_to_searches"], 0, "{stats}");
     assert_eq!(stats["clicks"], accepted, "{stats}");
 }
