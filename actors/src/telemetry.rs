@@ -98,11 +98,15 @@ pub struct ShardMeter {
 pub struct ShardMeters(Mutex<BTreeMap<String, Arc<ShardMeter>>>);
 
 impl ShardMeters {
-    /// The meter of `name`, created if new.
+    /// The meter of `name`, created if new. Every search asks once per partition: a known
+    /// name is found without allocating its key, so the lock is held for the lookup alone.
     pub fn get(&self, name: &str) -> Arc<ShardMeter> {
         let Ok(mut map) = self.0.lock() else {
             return Arc::new(ShardMeter::default());
         };
+        if let Some(meter) = map.get(name) {
+            return meter.clone();
+        }
         map.entry(name.to_string()).or_default().clone()
     }
 }
@@ -172,5 +176,17 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(rss_bytes() > 1 << 20);
         }
+    }
+
+    #[test]
+    fn a_shard_meter_is_one_per_name() {
+        let meters = ShardMeters::default();
+        let a = meters.get("p0");
+        let _counting = InFlight::start(meters.get("p0"));
+        assert!(Arc::ptr_eq(&a, &meters.get("p0")));
+        assert_eq!(a.in_flight.load(Ordering::Relaxed), 1);
+        let b = meters.get("p1");
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(b.in_flight.load(Ordering::Relaxed), 0);
     }
 }
