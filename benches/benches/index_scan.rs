@@ -144,8 +144,8 @@ fn bandwidth(c: &mut Criterion) {
     g.finish();
 }
 
-/// One query's encoding: the projection and rotation GEMMs of a single row (the per-search
-/// cost in front of the scan).
+/// One query's encoding: the projection and rotation products of a single row (the
+/// per-search cost in front of the scan).
 fn encode(c: &mut Criterion) {
     const INPUT: usize = 1280;
     let mut rng = SplitMix(7);

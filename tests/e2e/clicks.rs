@@ -10,6 +10,7 @@ use vsa_protocol::{
 
 use crate::support::{
     ADMIN_TOKEN, DIM, Server, TempDir, item, near_item_0, rank, search_explained as search, vsa,
+    wait_until,
 };
 
 /// A query near item 0 (one noise draw per seed).
@@ -409,20 +410,11 @@ fn clicks_beside_a_held_search(server: &Server) -> (serde_json::Value, u64, bool
         })
     };
     // Until the held search has reached the stalled partition.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !client
-        .telemetry(0)
-        .expect("telemetry")
-        .shards
-        .iter()
-        .any(|s| s.in_flight > 0)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the held search never arrived"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let arrived = wait_until(Duration::from_secs(10), || {
+        let t = client.telemetry(0).expect("telemetry");
+        t.shards.iter().any(|s| s.in_flight > 0)
+    });
+    assert!(arrived, "the held search never arrived");
     let accepted = u64::from(client.clicks(batch).expect("clicks").accepted);
     let beside = !answered.load(std::sync::atomic::Ordering::SeqCst);
     assert!(held.join().expect("held search").degraded);

@@ -39,12 +39,17 @@ fn polar_is_orthogonal_and_closest() {
     }
 }
 
+/// `len` draws of a standard normal, as f32.
+fn gaussian(rng: &mut Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.gaussian() as f32).collect()
+}
+
 #[test]
 fn gemms_agree_with_naive() {
     let (m, k, n) = (7, 5, 3);
     let mut rng = Rng::new(3);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
-    let b: Vec<f32> = (0..k * n).map(|_| rng.gaussian() as f32).collect();
+    let a = gaussian(&mut rng, m * k);
+    let b = gaussian(&mut rng, k * n);
     let c = sgemm(&a, &b, m, k, n, 2);
     for i in 0..m {
         for j in 0..n {
@@ -69,8 +74,8 @@ fn gemms_split_over_threads_agree_with_one_thread() {
     // 256 for gram), so the spawned blocks' results are checked, in their places.
     let (m, k, n) = (600, 9, 4);
     let mut rng = Rng::new(5);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
-    let b: Vec<f32> = (0..k * n).map(|_| rng.gaussian() as f32).collect();
+    let a = gaussian(&mut rng, m * k);
+    let b = gaussian(&mut rng, k * n);
     let one = sgemm(&a, &b, m, k, n, 1);
     let three = sgemm(&a, &b, m, k, n, 3);
     assert_eq!(one.len(), m * n);
@@ -106,8 +111,8 @@ fn one_block_runs_on_the_calling_thread_and_more_keep_their_order() {
 fn gemv_agrees_with_the_gemm() {
     let (m, k, n) = (3, 37, 11);
     let mut rng = Rng::new(9);
-    let a: Vec<f32> = (0..m * k).map(|_| rng.gaussian() as f32).collect();
-    let bt: Vec<f32> = (0..n * k).map(|_| rng.gaussian() as f32).collect();
+    let a = gaussian(&mut rng, m * k);
+    let bt = gaussian(&mut rng, n * k);
     let g = sgemm_bt(&a, &bt, m, k, n, 1, true);
     let v = gemv_bt(&a, &bt, m, k, n);
     assert_eq!(v.len(), m * n);
